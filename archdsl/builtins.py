@@ -1,0 +1,67 @@
+"""The fixed whitelist of functions a spec may call. Nothing else is reachable."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+_MAX_RANGE = 1_000_000  # a spec cannot ask for unbounded work
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
+                   round_limit: float = 0.9) -> int:
+    """Round v to a multiple of divisor, never dropping more than 10% (timm's rule)."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+def quantize(x: float, q: int) -> int:
+    """Nearest multiple of q (RegNet's width quantization)."""
+    return int(round(x / q) * q)
+
+
+def runs(values) -> list[tuple[Any, int]]:
+    """Run-length encoding: [a, a, b] -> [(a, 2), (b, 1)]."""
+    out: list[list] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return [tuple(r) for r in out]
+
+
+def _range(*args: int) -> list[int]:
+    r = range(*args)
+    if len(r) > _MAX_RANGE:
+        raise ValueError(f"range of {len(r)} elements is larger than {_MAX_RANGE}")
+    return list(r)
+
+
+def _cumsum(values) -> list:
+    out, total = [], 0
+    for v in values:
+        total += v
+        out.append(total)
+    return out
+
+
+def _round(x: float, ndigits: int | None = None):
+    return round(x, ndigits) if ndigits is not None else round(x)
+
+
+def _log(x: float, base: float | None = None) -> float:
+    return math.log(x, base) if base is not None else math.log(x)
+
+
+BUILTINS: dict[str, Callable[..., Any]] = {
+    "min": min, "max": max, "abs": abs, "round": _round,
+    "ceil": math.ceil, "floor": math.floor, "log": _log, "log2": math.log2, "sqrt": math.sqrt,
+    "int": int, "float": float, "bool": bool, "str": str,
+    "len": len, "range": _range, "zip": lambda *xs: list(zip(*xs)), "sum": sum,
+    "enumerate": lambda xs, start=0: list(enumerate(xs, start)), "list": list,
+    "reversed": lambda xs: list(reversed(xs)), "sorted": sorted, "any": any, "all": all,
+    "cumsum": _cumsum, "runs": runs, "make_divisible": make_divisible, "quantize": quantize,
+}

@@ -1,0 +1,244 @@
+"""Analytic cost report, read from the IR alone (no module is built).
+
+Convention (also written into every report):
+- params: learnable parameters (conv/linear weights and biases, norm affine);
+  BN running statistics are buffers and are not counted.
+- MACs: multiply-accumulates of conv and linear layers (and attention matmuls);
+  equal to torch.utils.flop_counter.FlopCounterMode's total / 2.
+- FLOPs = 2 × MACs.
+- activations: elements of the output tensors of conv and linear layers
+  (the RegNet paper's definition), per image.
+- bytes of a layer: its weights + its input activations + its output
+  activations at the chosen dtype; joins (add, multiply, concat) read their
+  inputs and write their output.
+- roofline time of a layer: max(MACs / PeakMACs, bytes / PeakMemBW), summed
+  over layers (MobileNetV4's model).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+from . import ir
+from .ops import REGISTRY
+
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+CONVENTION = __doc__.split("Convention (also written into every report):\n", 1)[1].strip()
+_COUNTS_ACTIVATIONS = {"conv", "linear"}
+RIDGE_POINTS = [0, 1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500]
+
+
+@dataclass
+class Hardware:
+    name: str
+    peak_macs: float  # MAC/s
+    mem_bw: float  # bytes/s
+    note: str = ""
+
+    @property
+    def ridge_point(self) -> float:
+        return self.peak_macs / self.mem_bw
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    in_shape: tuple
+    out_shape: tuple
+    params: int
+    macs: int
+    activations: int
+    weight_bytes: int
+    act_bytes: int
+
+    @property
+    def bytes(self) -> int:
+        return self.weight_bytes + self.act_bytes
+
+    def time(self, hw: Hardware) -> float:
+        return max(self.macs / hw.peak_macs, self.bytes / hw.mem_bw)
+
+
+@dataclass
+class Totals:
+    params: int = 0
+    macs: int = 0
+    activations: int = 0
+    weight_bytes: int = 0
+    act_bytes: int = 0
+
+    def add(self, layer: Layer) -> None:
+        self.params += layer.params
+        self.macs += layer.macs
+        self.activations += layer.activations
+        self.weight_bytes += layer.weight_bytes
+        self.act_bytes += layer.act_bytes
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def bytes(self) -> int:
+        return self.weight_bytes + self.act_bytes
+
+    @property
+    def intensity(self) -> float:
+        return self.macs / self.bytes if self.bytes else 0.0
+
+    def as_dict(self) -> dict:
+        return dict(asdict(self), flops=self.flops, bytes=self.bytes,
+                    intensity=round(self.intensity, 4))
+
+
+@dataclass
+class Report:
+    name: str
+    input_shape: tuple
+    dtype: str
+    layers: list[Layer]
+    hardware: list[Hardware] = field(default_factory=list)
+    deployed: bool = False
+
+    @property
+    def total(self) -> Totals:
+        t = Totals()
+        for layer in self.layers:
+            t.add(layer)
+        return t
+
+    def by_section(self) -> dict[str, Totals]:
+        out: dict[str, Totals] = {}
+        for layer in self.layers:
+            parts = layer.name.split(".")
+            key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
+            out.setdefault(key, Totals()).add(layer)
+        return out
+
+    def roofline(self, hw: Hardware) -> float:
+        return sum(layer.time(hw) for layer in self.layers)
+
+    def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
+        """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
+        return [{"ridge_point": rp, "mac_equivalents": sum(max(l.macs, l.bytes * rp) for l in self.layers)}
+                for rp in points]
+
+    # -------------------------------------------------------- renderings
+    def to_dict(self, layers: bool = True) -> dict:
+        d = {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "dtype": self.dtype,
+            "deployed": self.deployed,
+            "convention": CONVENTION,
+            "total": self.total.as_dict(),
+            "sections": {k: v.as_dict() for k, v in self.by_section().items()},
+            "roofline": [{"hardware": hw.name, "peak_macs": hw.peak_macs, "mem_bw": hw.mem_bw,
+                          "ridge_point": round(hw.ridge_point, 3), "seconds": self.roofline(hw)}
+                         for hw in self.hardware],
+            "ridge_sweep": self.ridge_sweep(),
+        }
+        if layers:
+            d["layers"] = [dict(asdict(l), bytes=l.bytes) for l in self.layers]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        hws = self.hardware
+        w.writerow(["name", "kind", "in_shape", "out_shape", "params", "macs", "activations",
+                    "weight_bytes", "act_bytes", "bytes", "intensity"] + [f"time_{h.name}_s" for h in hws])
+        for l in self.layers:
+            w.writerow([l.name, l.kind, "x".join(map(str, l.in_shape)), "x".join(map(str, l.out_shape)),
+                        l.params, l.macs, l.activations, l.weight_bytes, l.act_bytes, l.bytes,
+                        round(l.macs / l.bytes, 4) if l.bytes else 0] + [f"{l.time(h):.3e}" for h in hws])
+        return buf.getvalue()
+
+    def table(self) -> str:
+        """Per-section table for people (markdown, readable in a terminal)."""
+        rows = [("section", "params", "MMACs", "acts (M)", "MB", "MACs/B")]
+        for k, t in list(self.by_section().items()) + [("total", self.total)]:
+            rows.append((k, f"{t.params:,}", f"{t.macs / 1e6:,.1f}", f"{t.activations / 1e6:.2f}",
+                         f"{t.bytes / 1e6:.1f}", f"{t.intensity:.1f}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = []
+        for j, r in enumerate(rows):
+            lines.append("| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                                           for i, c in enumerate(r)) + " |")
+            if j == 0:
+                lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return "\n".join(lines)
+
+    def roofline_table(self) -> str:
+        lines = ["| hardware | PeakMACs (T/s) | BW (GB/s) | ridge (MACs/B) | time (ms) |",
+                 "|---|---:|---:|---:|---:|"]
+        for hw in self.hardware:
+            lines.append(f"| {hw.name} | {hw.peak_macs / 1e12:.3g} | {hw.mem_bw / 1e9:.3g} | "
+                         f"{hw.ridge_point:.1f} | {self.roofline(hw) * 1e3:.3f} |")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        t = self.total
+        parts = [f"# {self.name}" + (" (deployed graph)" if self.deployed else ""), "",
+                 f"input {'x'.join(map(str, self.input_shape))}, dtype {self.dtype}: "
+                 f"{t.params:,} params, {t.macs / 1e9:.3f} GMACs, {t.activations / 1e6:.2f} M activations, "
+                 f"{t.bytes / 1e6:.1f} MB moved, {t.intensity:.1f} MACs/byte", "",
+                 "## Per section", "", self.table(), ""]
+        if self.hardware:
+            parts += ["## Roofline", "", self.roofline_table(), ""]
+        parts += ["## Counting convention", "", CONVENTION, ""]
+        return "\n".join(parts)
+
+    def summary(self) -> str:
+        t = self.total
+        s = (f"{self.name}: {t.params / 1e6:.3f} M params, {t.macs / 1e9:.3f} GMACs, "
+             f"{t.activations / 1e6:.2f} M activations, {t.bytes / 1e6:.1f} MB ({self.dtype})")
+        if self.hardware:
+            s += "\n  roofline: " + ", ".join(f"{hw.name} {self.roofline(hw) * 1e3:.3f} ms" for hw in self.hardware)
+        return s
+
+
+def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int) -> Layer:
+    moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
+    return Layer(name, kind, inputs[0], out, 0, 0, 0, 0, moved)
+
+
+def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
+    nbytes = DTYPE_BYTES[dtype]
+    out: list[Layer] = []
+    for name, node in ir.named(spec):
+        if isinstance(node, ir.Op):
+            c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
+            acts = ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0
+            io_bytes = (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
+            if node.kind in ("identity",) or (node.kind == "dropout"):
+                io_bytes = 0
+            out.append(Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
+                             c.params * nbytes, io_bytes))
+        elif isinstance(node, ir.Residual):
+            out.append(_join_layer(name + ".add", "add", [node.out_shape, node.out_shape],
+                                   node.out_shape, nbytes))
+        elif isinstance(node, ir.Parallel):
+            kind = "add" if node.join == "sum" else "concat"
+            out.append(_join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches],
+                                   node.out_shape, nbytes))
+        elif isinstance(node, ir.Split):
+            out.append(_join_layer(name + ".concat", "concat", [b.out_shape for b in node.branches],
+                                   node.out_shape, nbytes))
+        elif isinstance(node, ir.Gate):
+            out.append(_join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape],
+                                   node.out_shape, nbytes))
+    return out
+
+
+def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
+           deployed: bool = False) -> Report:
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
+    return Report(name, spec.in_shape, dtype, layers(spec, dtype), list(hardware or []), deployed)

@@ -1,0 +1,571 @@
+"""Elaboration: evaluate a network definition with its parameters into the IR.
+
+Expressions are evaluated by a small tree-walking interpreter over the
+whitelisted builtins; structural statements build IR nodes while the current
+tensor shape is tracked, so blocks can read `in.c` and residuals can check
+that both sides agree. Every error names the source location and the path
+(network › stage › block › op).
+"""
+from __future__ import annotations
+
+import difflib
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import ast as A
+from . import ir
+from .builtins import BUILTINS
+from .errors import ArchError
+from .ops import REGISTRY, ShapeError
+from .program import Program
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """The value of `in`: the shape a block receives."""
+
+    c: int
+    h: int
+    w: int
+
+
+_BINOPS = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
+}
+_CMPS = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
+}
+_MAX_DEPTH = 64  # nested block calls
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "string", list: "list",
+            tuple: "tuple", InputShape: "shape"}.get(type(v), type(v).__name__)
+
+
+class _Sink:
+    """Where statements put what they produce: IR nodes, or parallel branches."""
+
+    def __init__(self, nodes: list | None = None, branches: list | None = None, what: str = ""):
+        self.nodes = nodes
+        self.branches = branches
+        self.what = what
+
+
+class Elaborator:
+    def __init__(self, program: Program):
+        self.program = program
+        self.path: list[str] = []
+        self.depth = 0
+
+    # ------------------------------------------------------------ errors
+    def error(self, message: str, loc: A.Loc | None, hint: str | None = None) -> ArchError:
+        return ArchError(message, loc, self.path, hint)
+
+    # ------------------------------------------------------------ expressions
+    def eval(self, e: A.Expr, env: dict) -> Any:
+        method = getattr(self, "_e_" + type(e).__name__)
+        return method(e, env)
+
+    def _e_Const(self, e, env):
+        return e.value
+
+    def _e_Name(self, e, env):
+        try:
+            return env[e.name]
+        except KeyError:
+            pass
+        if e.name in BUILTINS:
+            raise self.error(f"'{e.name}' is a function; call it as {e.name}(...)", e.loc)
+        close = difflib.get_close_matches(e.name, [k for k in env if not k.startswith("$")], 1)
+        raise self.error(f"unknown name '{e.name}'", e.loc,
+                         f"did you mean '{close[0]}'?" if close else None)
+
+    def _e_InShape(self, e, env):
+        shape = env.get("$in")
+        if shape is None:
+            raise self.error("'in' is only defined inside a block or after input(...)", e.loc)
+        return shape
+
+    def _e_Cond(self, e, env):
+        return self.eval(e.then if self.eval(e.test, env) else e.other, env)
+
+    def _e_BoolOp(self, e, env):
+        if e.op == "and":
+            v = True
+            for o in e.operands:
+                v = self.eval(o, env)
+                if not v:
+                    return v
+            return v
+        v = False
+        for o in e.operands:
+            v = self.eval(o, env)
+            if v:
+                return v
+        return v
+
+    def _e_Not(self, e, env):
+        return not self.eval(e.operand, env)
+
+    def _e_Neg(self, e, env):
+        v = self.eval(e.operand, env)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise self.error(f"unary {e.op} needs a number, got {_type_name(v)}", e.loc)
+        return -v if e.op == "-" else v
+
+    def _e_BinOp(self, e, env):
+        a, b = self.eval(e.left, env), self.eval(e.right, env)
+        if e.op == "**" and isinstance(b, (int, float)) and abs(b) > 1024:
+            raise self.error(f"exponent {b} is too large", e.loc)
+        try:
+            return _BINOPS[e.op](a, b)
+        except ZeroDivisionError:
+            raise self.error("division by zero", e.loc) from None
+        except (TypeError, ValueError, OverflowError):
+            raise self.error(f"cannot apply '{e.op}' to {_type_name(a)} and {_type_name(b)}", e.loc) from None
+
+    def _e_Compare(self, e, env):
+        left = self.eval(e.first, env)
+        for op, rhs in e.rest:
+            right = self.eval(rhs, env)
+            try:
+                ok = _CMPS[op](left, right)
+            except TypeError:
+                raise self.error(f"cannot compare {_type_name(left)} {op} {_type_name(right)}", e.loc) from None
+            if not ok:
+                return False
+            left = right
+        return True
+
+    def _e_Index(self, e, env):
+        target, idx = self.eval(e.target, env), self.eval(e.index, env)
+        try:
+            return target[idx]
+        except IndexError:
+            raise self.error(f"index {idx} out of range for a {_type_name(target)} of length {len(target)}", e.loc) from None
+        except (TypeError, KeyError):
+            raise self.error(f"cannot index a {_type_name(target)} with {_type_name(idx)}", e.loc) from None
+
+    def _e_Attr(self, e, env):
+        target = self.eval(e.target, env)
+        if isinstance(target, InputShape) and e.name in ("c", "h", "w"):
+            return getattr(target, e.name)
+        raise self.error(f"a {_type_name(target)} has no attribute '{e.name}'", e.loc,
+                         "only shapes have attributes: in.c, in.h, in.w")
+
+    def _e_FCall(self, e, env):
+        fn = BUILTINS.get(e.name)
+        if fn is None:
+            if e.name in self.program.definitions or e.name in REGISTRY:
+                raise self.error(f"'{e.name}' is a block or op, not a function; use it as a statement", e.loc)
+            close = difflib.get_close_matches(e.name, list(BUILTINS), 1)
+            raise self.error(f"unknown function '{e.name}'", e.loc,
+                             f"did you mean '{close[0]}'?" if close else
+                             "builtins: " + ", ".join(sorted(BUILTINS)))
+        args = [self.eval(a.value, env) for a in e.args if a.name is None]
+        kwargs = {a.name: self.eval(a.value, env) for a in e.args if a.name is not None}
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
+            raise self.error(f"{e.name}(): {ex}", e.loc) from None
+
+    def _e_TupleExpr(self, e, env):
+        return tuple(self.eval(i, env) for i in e.items)
+
+    def _e_ListExpr(self, e, env):
+        return [self.eval(i, env) for i in e.items]
+
+    def _e_ListComp(self, e, env):
+        out = []
+        for item in self._iterate(self.eval(e.iterable, env), e.iterable.loc):
+            inner = dict(env)
+            self._bind(inner, e.target, len(e.target) > 1, item, e.loc)
+            if e.condition is None or self.eval(e.condition, inner):
+                out.append(self.eval(e.element, inner))
+        return out
+
+    def _iterate(self, value, loc):
+        if not isinstance(value, (list, tuple)):
+            raise self.error(f"cannot iterate over a {_type_name(value)}", loc)
+        return value
+
+    def _bind(self, env: dict, names: list[str], unpack: bool, value, loc):
+        if not unpack:
+            env[names[0]] = value
+            return
+        if not isinstance(value, (list, tuple)) or len(value) != len(names):
+            n = len(value) if isinstance(value, (list, tuple)) else 1
+            raise self.error(f"cannot unpack {n} value(s) into {len(names)} names", loc)
+        for n, v in zip(names, value):
+            env[n] = v
+
+    # ------------------------------------------------------------ calls
+    def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
+                   required: set[str]) -> dict:
+        values: dict[str, Any] = {}
+        positional = [a for a in args if a.name is None]
+        if len(positional) > len(params):
+            raise self.error(f"{what} takes at most {len(params)} positional argument(s), "
+                             f"got {len(positional)}", positional[len(params)].loc)
+        for name, a in zip(params, positional):
+            values[name] = self.eval(a.value, env)
+        for a in args:
+            if a.name is None:
+                continue
+            if a.name not in params:
+                close = difflib.get_close_matches(a.name, params, 1)
+                raise self.error(f"{what} has no argument '{a.name}'", a.loc,
+                                 f"did you mean '{close[0]}'?" if close else
+                                 f"arguments: {', '.join(params) or 'none'}")
+            if a.name in values:
+                raise self.error(f"{what} got argument '{a.name}' twice", a.loc)
+            values[a.name] = self.eval(a.value, env)
+        missing = [p for p in params if p in required and p not in values]
+        if missing:
+            raise self.error(f"{what} is missing argument(s): {', '.join(missing)}", loc)
+        return values
+
+    def _op(self, stmt: A.Call, env: dict, shape: ir.Shape) -> ir.Op:
+        opdef = REGISTRY[stmt.name]
+        fields = [f for f in opdef.attrs.model_fields if f not in dict(opdef.preset)]
+        required = {f for f in fields if opdef.attrs.model_fields[f].is_required()}
+        values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
+        values.update(opdef.preset)
+        try:
+            attrs = opdef.attrs.model_validate(values)
+        except ValidationError as ve:
+            err = ve.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            loc = next((a.loc for a in stmt.args if a.name == field), None)
+            if loc is None and field in fields:
+                i = fields.index(field)
+                pos = [a for a in stmt.args if a.name is None]
+                loc = pos[i].loc if i < len(pos) else None
+            shown = values.get(field, "?")
+            raise self.error(f"{stmt.name}: argument '{field}' = {shown!r}: {err['msg'].lower()}",
+                             loc or stmt.loc) from None
+        try:
+            out = opdef.shape(attrs, shape)
+        except ShapeError as se:
+            raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
+        kind = opdef.canonical or opdef.name
+        return ir.Op(shape, out, stmt.loc, tuple(self.path), kind, attrs)
+
+    def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
+        d = self.program.definitions[stmt.name]
+        if d.kind != "block":
+            raise self.error(f"'{stmt.name}' is a network, not a block", stmt.loc)
+        if self.depth >= _MAX_DEPTH:
+            raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
+        params = [p.name for p in d.params]
+        required = {p.name for p in d.params if p.default is None}
+        values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
+        inner: dict[str, Any] = {"$in": InputShape(*shape)}
+        self.path.append(label)
+        self.depth += 1
+        try:
+            for p in d.params:  # defaults may refer to earlier parameters and to `in`
+                inner[p.name] = values[p.name] if p.name in values else self.eval(p.default, inner)
+            seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), [], role, stmt.name)
+            seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+        finally:
+            self.depth -= 1
+            self.path.pop()
+        return seq
+
+    # ------------------------------------------------------------ statements
+    def run(self, stmts: list[A.Stmt], env: dict, shape: ir.Shape, sink: _Sink) -> ir.Shape:
+        """Execute statements from `shape`; return the shape after them."""
+        for s in stmts:
+            shape = getattr(self, "_s_" + type(s).__name__)(s, env, shape, sink)
+        return shape
+
+    def _need_nodes(self, sink: _Sink, loc: A.Loc, what: str):
+        if sink.nodes is None:
+            raise self.error(f"{what} cannot stand directly inside {sink.what}; wrap it in branch {{ }}", loc)
+
+    def _s_Let(self, s: A.Let, env, shape, sink):
+        self._bind(env, s.target, s.unpack, self.eval(s.value, env), s.loc)
+        return shape
+
+    def _s_If(self, s: A.If, env, shape, sink):
+        return self.run(s.then if self.eval(s.test, env) else s.other, env, shape, sink)
+
+    def _s_For(self, s: A.For, env, shape, sink):
+        for item in self._iterate(self.eval(s.iterable, env), s.iterable.loc):
+            self._bind(env, s.target, s.unpack, item, s.loc)
+            shape = self.run(s.body, env, shape, sink)
+        return shape
+
+    def _count(self, e: A.Expr, env) -> int:
+        n = self.eval(e, env)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise self.error(f"repeat count must be a non-negative integer, got {n!r}", e.loc)
+        return n
+
+    def _s_Repeat(self, s: A.Repeat, env, shape, sink):
+        for i in range(self._count(s.count, env)):
+            env[s.var] = i
+            shape = self.run(s.body, env, shape, sink)
+        return shape
+
+    def _s_Call(self, s: A.Call, env, shape, sink):
+        if s.name == "input":
+            raise self.error("input(...) may only appear at the top of a network", s.loc)
+        self._need_nodes(sink, s.loc, f"'{s.name}'")
+        if s.name in REGISTRY:
+            self.path.append(s.name)
+            try:
+                node = self._op(s, env, shape)
+            finally:
+                self.path.pop()
+        elif s.name in self.program.definitions:
+            role = "block" if sink.what == "stage" else None
+            label = f"blocks.{len(sink.nodes)} ({s.name})" if role else s.name
+            node = self._block(s, env, shape, role, label)
+        else:
+            known = list(REGISTRY) + list(self.program.definitions)
+            close = difflib.get_close_matches(s.name, known, 1)
+            raise self.error(f"unknown op or block '{s.name}'", s.loc,
+                             f"did you mean '{close[0]}'?" if close else None)
+        sink.nodes.append(node)
+        return node.out_shape
+
+    def _seq(self, stmts, env, shape, loc, what="") -> ir.Seq:
+        seq = ir.Seq(shape, shape, loc, tuple(self.path), [])
+        seq.out_shape = self.run(stmts, dict(env), shape, _Sink(seq.children, what=what))
+        return seq
+
+    def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
+        values = self._bind_args(kind, list(allowed), args, env, loc, set())
+        return {k: values.get(k, v) for k, v in allowed.items()}
+
+    def _s_Residual(self, s: A.Residual, env, shape, sink):
+        self._need_nodes(sink, s.loc, "residual")
+        f = self._flags("residual", s.args, env, {"when": True, "drop_path": False}, s.loc)
+        if not f["when"]:
+            return self.run(s.body, env, shape, sink)
+        self.path.append("residual")
+        try:
+            body = self._seq(s.body, env, shape, s.loc)
+            short = self._seq(s.shortcut, env, shape, s.loc) if s.shortcut else None
+            if short is not None and not short.children:
+                short = None
+            other = short.out_shape if short else shape
+            if body.out_shape != other:
+                raise self.error(
+                    f"residual adds unequal shapes: body gives {_fmt(body.out_shape)}, "
+                    f"{'shortcut' if short else 'identity'} gives {_fmt(other)}", s.loc,
+                    None if short else "add a shortcut { ... } that matches the body's output, "
+                    "or a when: condition")
+        finally:
+            self.path.pop()
+        sink.nodes.append(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
+                                      bool(f["drop_path"])))
+        return body.out_shape
+
+    def _s_Branch(self, s: A.Branch, env, shape, sink):
+        if sink.branches is None:
+            raise self.error("branch { } may only appear inside parallel or split", s.loc)
+        # The parent elaborates branch bodies, with the env as it is here.
+        sink.branches.append(_Bound(s, dict(env)))
+        return shape
+
+    def _s_Parallel(self, s: A.Parallel, env, shape, sink):
+        self._need_nodes(sink, s.loc, "parallel")
+        if s.join not in ("sum", "concat"):
+            raise self.error(f"parallel joins by 'sum' or 'concat', not '{s.join}'", s.loc)
+        seqs = self._bound_branches(s, env, shape, "parallel")
+        outs = [b.out_shape for b in seqs]
+        if s.join == "sum":
+            if any(o != outs[0] for o in outs):
+                raise self.error("parallel sum of unequal shapes: " + ", ".join(_fmt(o) for o in outs), s.loc)
+            out = outs[0]
+        else:
+            out = self._concat_shape(outs, s.loc)
+        sink.nodes.append(ir.Parallel(shape, out, s.loc, tuple(self.path), s.join, seqs))
+        return out
+
+    def _concat_shape(self, outs, loc) -> ir.Shape:
+        if any(o[1:] != outs[0][1:] for o in outs):
+            raise self.error("concat of unequal spatial sizes: " + ", ".join(_fmt(o) for o in outs), loc)
+        return (sum(o[0] for o in outs), outs[0][1], outs[0][2])
+
+    def _bound_branches(self, s, env, shape, what, inputs=None) -> list[ir.Seq]:
+        collected: list[_Bound] = []
+        self.run(s.body, dict(env), shape, _Sink(branches=collected, what=what))
+        if not collected:
+            raise self.error(f"{what} needs at least one branch {{ }}", s.loc)
+        if inputs is not None and len(inputs) != len(collected):
+            raise self.error(f"split into {len(inputs)} parts has {len(collected)} branches", s.loc)
+        seqs = []
+        for i, b in enumerate(collected):
+            self.path.append(f"branch {i}")
+            try:
+                seqs.append(self._seq(b.branch.body, b.env, inputs[i] if inputs else shape, b.branch.loc))
+            finally:
+                self.path.pop()
+        return seqs
+
+    def _s_Split(self, s: A.Split, env, shape, sink):
+        self._need_nodes(sink, s.loc, "split")
+        f = self._flags("split", s.args, env, {"sizes": 2}, s.loc)
+        sizes = f["sizes"]
+        c = shape[0]
+        if isinstance(sizes, int) and not isinstance(sizes, bool):
+            if sizes <= 0 or c % sizes:
+                raise self.error(f"cannot split {c} channels into {sizes} equal parts", s.loc)
+            sizes = [c // sizes] * sizes
+        if (not isinstance(sizes, (list, tuple)) or not all(isinstance(x, int) and x > 0 for x in sizes)
+                or sum(sizes) != c):
+            raise self.error(f"split sizes {sizes!r} must be positive integers summing to the "
+                             f"input channels ({c})", s.loc)
+        seqs = self._bound_branches(s, env, shape, "split", [(x, shape[1], shape[2]) for x in sizes])
+        out = self._concat_shape([b.out_shape for b in seqs], s.loc)
+        sink.nodes.append(ir.Split(shape, out, s.loc, tuple(self.path), list(sizes), seqs))
+        return out
+
+    def _s_Gate(self, s: A.Gate, env, shape, sink):
+        self._need_nodes(sink, s.loc, "gate")
+        self._flags("gate", s.args, env, {}, s.loc)
+        self.path.append("gate")
+        try:
+            body = self._seq(s.body, env, shape, s.loc)
+        finally:
+            self.path.pop()
+        g = body.out_shape
+        if g[0] != shape[0] or g[1:] not in ((1, 1), shape[1:]):
+            raise self.error(f"gate body gives {_fmt(g)}, which cannot scale an input of {_fmt(shape)}",
+                             s.loc, "a gate's body must give (C, 1, 1) or the input shape")
+        sink.nodes.append(ir.Gate(shape, shape, s.loc, tuple(self.path), body))
+        return shape
+
+    def _s_Section(self, s: A.Section, env, shape, sink):
+        raise self.error(f"'{s.kind}' sections may only appear at the top level of a network", s.loc)
+
+    # ------------------------------------------------------------ networks
+    def network(self, d: A.Definition, params: dict[str, Any], param_origin=None) -> ir.Seq:
+        """Elaborate network `d`. `param_origin(name)` names where a value came from."""
+        origin = param_origin or (lambda name: None)
+        names = [p.name for p in d.params]
+        for k in params:
+            if k not in names:
+                close = difflib.get_close_matches(k, names, 1)
+                raise ArchError(f"network '{d.name}' has no parameter '{k}'", origin(k) or d.loc,
+                                hint=(f"did you mean '{close[0]}'? " if close else "")
+                                + f"parameters: {', '.join(names)}")
+        env: dict[str, Any] = {}
+        self.path = [d.name]
+        for p in d.params:
+            if p.name in params:
+                env[p.name] = params[p.name]
+            elif p.default is not None:
+                env[p.name] = self.eval(p.default, env)
+            else:
+                raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", origin(p.name) or p.loc,
+                                hint=f"set params.{p.name} in the config")
+        net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
+        stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
+        state = {"shape": None, "stem": None, "head": None}
+        self._network_body(d.body, env, net, stages, state)
+        if state["shape"] is None:
+            raise ArchError(f"network '{d.name}' never declares input(c, h, w)", d.loc)
+        stem = state["stem"] or ir.Seq(net.in_shape, net.in_shape, d.loc, (d.name, "stem"), [], "stem")
+        stages.in_shape = stem.out_shape
+        stages.out_shape = stages.children[-1].out_shape if stages.children else stem.out_shape
+        head = state["head"] or ir.Seq(stages.out_shape, stages.out_shape, d.loc, (d.name, "head"), [], "head")
+        net.children = [stem, stages, head]
+        net.out_shape = head.out_shape
+        return net
+
+    def _network_body(self, stmts, env, net, stages, state):
+        for s in stmts:
+            if isinstance(s, A.Let):
+                self._s_Let(s, env, None, None)
+            elif isinstance(s, A.If):
+                self._network_body(s.then if self.eval(s.test, env) else s.other, env, net, stages, state)
+            elif isinstance(s, A.For):
+                for item in self._iterate(self.eval(s.iterable, env), s.iterable.loc):
+                    self._bind(env, s.target, s.unpack, item, s.loc)
+                    self._network_body(s.body, env, net, stages, state)
+            elif isinstance(s, A.Repeat):
+                for i in range(self._count(s.count, env)):
+                    env[s.var] = i
+                    self._network_body(s.body, env, net, stages, state)
+            elif isinstance(s, A.Call) and s.name == "input":
+                if state["shape"] is not None or stages.children or state["stem"]:
+                    raise self.error("input(...) must come once, before any section", s.loc)
+                v = self._bind_args("input", ["c", "h", "w"], s.args, env, s.loc, {"c", "h", "w"})
+                dims = (v["c"], v["h"], v["w"])
+                if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in dims):
+                    raise self.error(f"input dimensions must be positive integers, got {dims}", s.loc)
+                state["shape"] = dims
+                net.in_shape = dims
+                env["$in"] = InputShape(*dims)
+            elif isinstance(s, A.Section):
+                self._section(s, env, net, stages, state)
+            else:
+                raise self.error("a network body holds input(...), let, if, for and stem/stage/head "
+                                 "sections; put layers inside a section", s.loc)
+
+    def _section(self, s: A.Section, env, net, stages, state):
+        if state["shape"] is None:
+            raise self.error(f"{s.kind} comes before input(c, h, w)", s.loc)
+        if state["head"] is not None:
+            raise self.error(f"{s.kind} after head: the head must be the last section", s.loc)
+        shape = state["shape"]
+        if s.kind == "stem":
+            if state["stem"] is not None or stages.children:
+                raise self.error("stem must come once, before the stages", s.loc)
+            self.path.append("stem")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stem")
+        elif s.kind == "stage":
+            self.path.append(f"stages.{len(stages.children)}")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stage")
+        else:
+            self.path.append("head")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "head")
+        try:
+            sink = _Sink(seq.children, what=s.kind)
+            inner = dict(env)
+            if s.count is not None:
+                for i in range(self._count(s.count, env)):
+                    inner[s.var] = i
+                    shape = self.run(s.body, inner, shape, sink)
+            else:
+                shape = self.run(s.body, inner, shape, sink)
+        finally:
+            self.path.pop()
+        seq.out_shape = shape
+        state["shape"] = shape
+        env["$in"] = InputShape(*shape)
+        if s.kind == "stem":
+            state["stem"] = seq
+        elif s.kind == "stage":
+            stages.children.append(seq)
+        else:
+            state["head"] = seq
+
+
+@dataclass
+class _Bound:
+    """A branch with the environment it was reached in (loop variables included)."""
+
+    branch: A.Branch
+    env: dict
+
+
+def _fmt(shape: ir.Shape) -> str:
+    return "(%d, %d, %d)" % shape
+
+
+def elaborate(program: Program, params: dict[str, Any], network: str | None = None,
+              param_origin=None) -> ir.Seq:
+    d = program.network(network)
+    return Elaborator(program).network(d, params, param_origin)

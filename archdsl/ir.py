@@ -1,0 +1,114 @@
+"""The IR: a series-parallel tree of primitive ops with static shapes.
+
+Nothing here is PyTorch. Shapes are (C, H, W) for one sample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .ast import Loc
+
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class Node:
+    in_shape: Shape
+    out_shape: Shape
+    loc: Loc | None
+    path: tuple[str, ...]
+
+
+@dataclass
+class Op(Node):
+    kind: str
+    attrs: Any  # the op's pydantic attribute model
+
+
+@dataclass
+class Seq(Node):
+    children: list[Node] = field(default_factory=list)
+    # Structural role, used for module naming: "network" | "stem" | "stages"
+    # | "stage" | "block" | "head" | None for a plain sequence.
+    role: str | None = None
+    name: str | None = None  # block or network name, for display
+
+
+@dataclass
+class Residual(Node):
+    body: Seq
+    shortcut: Seq | None  # None: identity
+    drop_path: bool = False
+
+
+@dataclass
+class Parallel(Node):
+    join: str  # "sum" | "concat"
+    branches: list[Seq]
+
+
+@dataclass
+class Split(Node):
+    sizes: list[int]
+    branches: list[Seq]  # results are concatenated
+
+
+@dataclass
+class Gate(Node):
+    body: Seq  # output = x * body(x), body(x) broadcast over H, W
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Pre-order traversal, in the order the module registers parameters."""
+    yield node
+    if isinstance(node, Seq):
+        for c in node.children:
+            yield from walk(c)
+    elif isinstance(node, Residual):
+        yield from walk(node.body)
+        if node.shortcut is not None:
+            yield from walk(node.shortcut)
+    elif isinstance(node, (Parallel, Split)):
+        for b in node.branches:
+            yield from walk(b)
+    elif isinstance(node, Gate):
+        yield from walk(node.body)
+
+
+def ops(node: Node) -> Iterator[Op]:
+    return (n for n in walk(node) if isinstance(n, Op))
+
+
+def numel(shape: Shape) -> int:
+    c, h, w = shape
+    return c * h * w
+
+
+def named(node: Node, prefix: str = "") -> Iterator[tuple[str, Node]]:
+    """(module name, node) pairs, named as the torch backend names its modules."""
+    yield prefix, node
+    dot = prefix + "." if prefix else ""
+    if isinstance(node, Seq):
+        if node.role == "network":
+            for name, child in zip(("stem", "stages", "head"), node.children):
+                yield from named(child, dot + name)
+        elif node.role == "stages":
+            for i, c in enumerate(node.children):
+                yield from named(c, f"{dot}{i}")
+        elif node.role == "stage":
+            yield dot + "blocks", node
+            for i, c in enumerate(node.children):
+                yield from named(c, f"{dot}blocks.{i}")
+        else:
+            for i, c in enumerate(node.children):
+                yield from named(c, f"{dot}{i}")
+    elif isinstance(node, Residual):
+        yield from named(node.body, dot + "body")
+        if node.shortcut is not None:
+            yield from named(node.shortcut, dot + "shortcut")
+    elif isinstance(node, (Parallel, Split)):
+        for i, b in enumerate(node.branches):
+            yield from named(b, f"{dot}branches.{i}")
+    elif isinstance(node, Gate):
+        yield from named(node.body, dot + "body")

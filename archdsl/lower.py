@@ -1,0 +1,153 @@
+"""IR -> torch.nn.Module. The module mirrors the spec: stem, stages.i.blocks.j, head."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import ir
+from .modules import DropPath, Gate, ParallelConcat, ParallelSum, Residual, SplitConcat, Stage
+from .ops import REGISTRY, LowerContext
+
+_PASS_THROUGH = {"identity", "dropout"}
+
+
+def _fresh(node: ir.Node) -> bool:
+    """Does this node return a tensor that nothing else holds? (in-place safety)"""
+    if isinstance(node, ir.Op):
+        return node.kind not in _PASS_THROUGH
+    if isinstance(node, ir.Seq):
+        return bool(node.children) and _fresh(node.children[-1])
+    return True
+
+
+class _Lowering:
+    def __init__(self, drop_path_rate: float, residual_count: int):
+        self.rate = drop_path_rate
+        self.count = residual_count
+        self.index = 0
+
+    def node(self, n: ir.Node, inplace_ok: bool = False) -> nn.Module:
+        if isinstance(n, ir.Op):
+            opdef = REGISTRY[n.kind]
+            return opdef.lower(n.attrs, n.in_shape, n.out_shape, LowerContext(inplace_ok))
+        if isinstance(n, ir.Seq):
+            return self.seq(n)
+        if isinstance(n, ir.Residual):
+            dp = None
+            if n.drop_path:
+                rate = self.rate * self.index / max(self.count - 1, 1)
+                self.index += 1
+                dp = DropPath(rate) if rate > 0 else None
+            short = self.seq(n.shortcut) if n.shortcut is not None else None
+            return Residual(self.seq(n.body), short, dp)
+        if isinstance(n, ir.Parallel):
+            branches = [self.seq(b) for b in n.branches]
+            return ParallelSum(branches) if n.join == "sum" else ParallelConcat(branches)
+        if isinstance(n, ir.Split):
+            return SplitConcat(n.sizes, [self.seq(b) for b in n.branches])
+        if isinstance(n, ir.Gate):
+            return Gate(self.seq(n.body))
+        raise TypeError(f"unknown IR node {type(n).__name__}")
+
+    def children(self, seq: ir.Seq) -> list[nn.Module]:
+        out = []
+        for i, c in enumerate(seq.children):
+            out.append(self.node(c, inplace_ok=i > 0 and _fresh(seq.children[i - 1])))
+        return out
+
+    def seq(self, seq: ir.Seq) -> nn.Sequential:
+        return nn.Sequential(*self.children(seq))
+
+
+class Network(nn.Module):
+    """A compiled network with the interface timm users expect."""
+
+    def __init__(self, spec: ir.Seq, drop_path_rate: float = 0.0):
+        super().__init__()
+        stem_ir, stages_ir, head_ir = spec.children
+        residuals = sum(1 for n in ir.walk(spec) if isinstance(n, ir.Residual) and n.drop_path)
+        low = _Lowering(drop_path_rate, residuals)
+        self.drop_path_rate = drop_path_rate
+        self.stem = low.seq(stem_ir)
+        self.stages = nn.Sequential(*[Stage(low.children(s)) for s in stages_ir.children])
+        self.head = low.seq(head_ir)
+        # Layers of the head before global pooling belong to forward_features.
+        kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
+        self._pool_at = kinds.index("global_pool") if "global_pool" in kinds else len(kinds)
+        linears = [i for i, k in enumerate(kinds) if k == "linear"]
+        self._classifier_at = linears[-1] if linears else None
+        pre = head_ir.children[self._pool_at - 1].out_shape if self._pool_at else stages_ir.out_shape
+        self.num_features = pre[0]
+        self.num_classes = head_ir.out_shape[0] if self._classifier_at is not None else 0
+        self.input_shape = spec.in_shape
+        self.feature_info = self._feature_info(spec)
+        _init_weights(self)
+
+    def _feature_info(self, spec: ir.Seq) -> list[dict]:
+        stem_ir, stages_ir, _ = spec.children
+        h = spec.in_shape[1]
+        info = []
+        if stem_ir.children:
+            info.append(dict(num_chs=stem_ir.out_shape[0], reduction=h // stem_ir.out_shape[1], module="stem"))
+        for i, s in enumerate(stages_ir.children):
+            info.append(dict(num_chs=s.out_shape[0], reduction=h // s.out_shape[1], module=f"stages.{i}"))
+        return info
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.stages(x)
+        for i, m in enumerate(self.head):
+            if i >= self._pool_at:
+                break
+            x = m(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        for i, m in enumerate(self.head):
+            if i < self._pool_at:
+                continue
+            if pre_logits and i == self._classifier_at:
+                return x.flatten(1)
+            x = m(x)
+        return x.flatten(1) if x.ndim == 4 and x.shape[2:] == (1, 1) else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head[self._classifier_at] if self._classifier_at is not None else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer (num_classes=0 removes it)."""
+        if self._classifier_at is None:
+            raise ValueError("this network has no linear classifier in its head")
+        old = self.head[self._classifier_at]
+        new = type(old)(old.in_features, num_classes, bias=old.bias is not None) if num_classes else nn.Identity()
+        if num_classes:
+            nn.init.normal_(new.weight, std=0.01)
+            if new.bias is not None:
+                nn.init.zeros_(new.bias)
+        self.head[self._classifier_at] = new
+        self.num_classes = num_classes
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_module(spec: ir.Seq, drop_path_rate: float = 0.0, device: str | torch.device | None = None) -> Network:
+    if device is not None:
+        with torch.device(device):
+            return Network(spec, drop_path_rate)
+    return Network(spec, drop_path_rate)

@@ -1,0 +1,94 @@
+"""The torch modules the structural IR forms lower to (ops lower themselves)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch per sample while training."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.3f}"
+
+
+class Residual(nn.Module):
+    """shortcut(x) + drop_path(body(x))."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+        self.drop_path = drop_path if drop_path is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.drop_path(self.body(x))
+
+
+class ParallelSum(nn.Module):
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for b in self.branches:
+            y = b(x)
+            out = y if out is None else out + y
+        return out
+
+
+class ParallelConcat(nn.Module):
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class SplitConcat(nn.Module):
+    """Split channels into parts, run one branch on each, concatenate."""
+
+    def __init__(self, sizes: list[int], branches: list[nn.Module]):
+        super().__init__()
+        self.sizes = list(sizes)
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.sizes, dim=1)
+        return torch.cat([b(p) for b, p in zip(self.branches, parts)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}"
+
+
+class Gate(nn.Module):
+    """x * body(x), the body's output broadcast over H and W (squeeze-excite)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.body(x)
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)

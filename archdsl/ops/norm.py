@@ -1,0 +1,33 @@
+"""Normalization."""
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+
+from ..ir import Shape
+from .registry import Attrs, Cost, LowerContext, OpDef, register
+
+
+class BatchNormAttrs(Attrs):
+    eps: float = Field(1e-5, gt=0)
+    momentum: float = Field(0.1, ge=0, le=1)
+    # Initialize gamma to zero (e.g. the last BN of a residual branch).
+    zero_init: bool = False
+
+
+def shape(a: BatchNormAttrs, x: Shape) -> Shape:
+    return x
+
+
+def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
+    return Cost(params=2 * x[0])  # gamma and beta; running stats are buffers
+
+
+def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
+    m = nn.BatchNorm2d(x[0], eps=a.eps, momentum=a.momentum)
+    if a.zero_init:
+        nn.init.zeros_(m.weight)
+    return m
+
+
+BN = register(OpDef("bn", BatchNormAttrs, shape, cost, lower, "bn(eps: 1e-5, momentum: 0.1, zero_init: false)"))

@@ -1,0 +1,118 @@
+"""A program: the definitions of an .arch file and everything it `use`s.
+
+`use "mbconv"` looks for `mbconv.arch` next to the using file, then under
+each search root and its blocks/ and recipes/ folders. Only `.arch` files
+under those folders can be reached; cycles are reported.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ast as A
+from .errors import ArchError
+from .ops import REGISTRY
+from .parser import parse_file
+from .resources import root as bundled_root
+
+RESERVED = {"input"}
+
+# Parsed files, keyed by path and modification time: parsing happens once.
+_CACHE: dict[str, tuple[float, A.SourceFile]] = {}
+
+
+def parse_cached(path: Path) -> A.SourceFile:
+    key = str(path)
+    mtime = path.stat().st_mtime
+    hit = _CACHE.get(key)
+    if hit and hit[0] == mtime:
+        return hit[1]
+    src = parse_file(path)
+    _CACHE[key] = (mtime, src)
+    return src
+
+
+def search_roots(extra: list[Path] | None = None) -> list[Path]:
+    roots = [Path(p).resolve() for p in (extra or [])]
+    for env in os.environ.get("ARCHDSL_PATH", "").split(os.pathsep):
+        if env:
+            roots.append(Path(env).resolve())
+    roots.append(bundled_root().resolve())
+    return roots
+
+
+@dataclass
+class Program:
+    definitions: dict[str, A.Definition] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def network(self, name: str | None = None) -> A.Definition:
+        nets = [d for d in self.definitions.values() if d.kind == "network"]
+        if name is None:
+            if len(nets) != 1:
+                raise ArchError(f"expected one network definition, found {len(nets)}"
+                                + (f": {', '.join(d.name for d in nets)}" if nets else ""))
+            return nets[0]
+        d = self.definitions.get(name)
+        if d is None or d.kind != "network":
+            raise ArchError(f"no network named '{name}' in {', '.join(self.files)}")
+        return d
+
+
+def _resolve_use(use: A.Use, using: Path, roots: list[Path]) -> Path:
+    rel = use.path if use.path.endswith(".arch") else use.path + ".arch"
+    if os.path.isabs(rel) or ".." in Path(rel).parts:
+        raise ArchError(f"use path must be relative and stay inside the search path: '{use.path}'", use.loc)
+    bases = [using.parent]
+    for r in roots:
+        bases += [r, r / "blocks", r / "recipes"]
+    for base in bases:
+        cand = base / rel
+        if cand.is_file():
+            return cand.resolve()
+    raise ArchError(f"cannot find '{rel}' (looked next to {using.name} and under "
+                    f"{', '.join(str(r) for r in roots)})", use.loc)
+
+
+def load_program(entry: str | Path, extra_roots: list[Path] | None = None) -> Program:
+    """Parse `entry` and, transitively, the files it uses."""
+    entry = Path(entry).resolve()
+    roots = search_roots(extra_roots)
+    prog = Program()
+    done: set[Path] = set()
+
+    def visit(path: Path, stack: list[Path], via: A.Use | None):
+        if path in stack:
+            cycle = " -> ".join(p.name for p in stack[stack.index(path):] + [path])
+            raise ArchError(f"use cycle: {cycle}", via.loc if via else None)
+        if path in done:
+            return
+        src = parse_cached(path)
+        for u in src.uses:
+            visit(_resolve_use(u, path, roots), stack + [path], u)
+        for d in src.definitions:
+            if d.name in REGISTRY or d.name in RESERVED:
+                raise ArchError(f"'{d.name}' is a primitive op and cannot be redefined", d.loc)
+            prev = prog.definitions.get(d.name)
+            if prev is not None and prev is not d:
+                raise ArchError(f"'{d.name}' is already defined at {prev.loc}", d.loc)
+            prog.definitions[d.name] = d
+        done.add(path)
+        prog.files.append(str(path))
+
+    visit(entry, [], None)
+    return prog
+
+
+def find_recipe(name_or_path: str, extra_roots: list[Path] | None = None) -> Path:
+    """A recipe given as a path to an .arch file, or as a name under recipes/."""
+    p = Path(name_or_path)
+    if p.suffix == ".arch" and p.is_file():
+        return p.resolve()
+    for r in search_roots(extra_roots):
+        cand = r / "recipes" / (name_or_path if name_or_path.endswith(".arch") else name_or_path + ".arch")
+        if cand.is_file():
+            return cand.resolve()
+    raise ArchError(f"no recipe named '{name_or_path}' (looked in "
+                    + ", ".join(str(r / "recipes") for r in search_roots(extra_roots)) + ")")
