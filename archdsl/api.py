@@ -1,0 +1,90 @@
+"""The Python API: parse a spec, compile a config to a module or a cost report."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import ir
+from .ast import SourceFile
+from .config import ArchConfig, compose, validate
+from .cost import Report, report
+from .elaborate import elaborate
+from .errors import ConfigError
+from .lower import Network, build_module
+from .parser import parse_file
+from .program import Program, find_recipe, load_program
+
+
+@dataclass
+class Compiled:
+    config: ArchConfig
+    program: Program
+    spec: ir.Seq
+    overrides: tuple[str, ...]
+
+    def report(self) -> Report:
+        return report(self.spec, self.config.name, self.config.dtype, self.config.hardware_list())
+
+    def module(self, device=None) -> Network:
+        return build_module(self.spec, self.config.drop_path_rate, device)
+
+
+def parse(path: str | Path) -> SourceFile:
+    """Parse one .arch file into its located syntax tree."""
+    return parse_file(path)
+
+
+def check_params(program: Program, cfg: ArchConfig, overrides) -> None:
+    """Config keys under params must be parameters of the network."""
+    d = program.network(cfg.network)
+    names = [p.name for p in d.params]
+    for k in cfg.params:
+        if k not in names:
+            import difflib
+            close = difflib.get_close_matches(k, names, 1)
+            override = next((o for o in overrides if o.split("=")[0].lstrip("+~") == f"params.{k}"), None)
+            raise ConfigError(f"network '{d.name}' ({d.loc}) has no parameter '{k}'", key=f"params.{k}",
+                              override=override, hint=(f"did you mean '{close[0]}'? " if close else "")
+                              + f"parameters: {', '.join(names)}")
+    for p in d.params:
+        if p.default is None and p.name not in cfg.params:
+            raise ConfigError(f"network '{d.name}' needs this parameter", key=f"params.{p.name}")
+
+
+def compile_config(cfg: ArchConfig, overrides=(), config_dir: Path | None = None) -> Compiled:
+    roots = [config_dir.parent, config_dir] if config_dir else []
+    program = load_program(find_recipe(cfg.recipe, roots), roots)
+    check_params(program, cfg, overrides)
+    spec = elaborate(program, cfg.params, cfg.network)
+    return Compiled(cfg, program, spec, tuple(overrides))
+
+
+def compile(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Compiled:
+    """Compose, validate and elaborate a config (see `load` and `cost`)."""
+    data, name, config_dir = compose(config, overrides)
+    cfg = validate(data, name, overrides)
+    return compile_config(cfg, overrides, config_dir)
+
+
+def load(config: str | Path, overrides: tuple[str, ...] | list[str] = (), device=None,
+         weights: str | Path | None = None) -> Network:
+    """Build the torch module of a config.
+
+    `config` may also be an `archc build` output directory: its resolved
+    config is used and its model.pt loaded. `weights`: a saved state dict.
+    """
+    net = compile(config, overrides).module(device)
+    if weights is None and Path(config).is_dir() and (Path(config) / "model.pt").is_file():
+        weights = Path(config) / "model.pt"
+    if weights is not None:
+        import torch
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net
+
+
+def cost(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Report:
+    """The analytic cost report of a config; no module is built."""
+    return compile(config, overrides).report()
+
+

@@ -1,0 +1,105 @@
+"""Hydra configs: locating them, composing them, validating them with pydantic."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .cost import DTYPE_BYTES, Hardware
+from .errors import ConfigError
+from .resources import conf_dir
+
+
+class HardwareConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    peak_macs: float = Field(gt=0, description="MAC/s")
+    mem_bw: float = Field(gt=0, description="bytes/s")
+    note: str = ""
+
+
+class ArchConfig(BaseModel):
+    """What a composed config must look like (conf/base.yaml documents each key)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    recipe: str
+    network: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    dtype: Literal[tuple(DTYPE_BYTES)] = "fp32"  # type: ignore[valid-type]
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    deploy: bool = False
+    save_weights: bool = True
+    hardware: dict[str, HardwareConfig] = Field(default_factory=dict)
+
+    def hardware_list(self) -> list[Hardware]:
+        return [Hardware(k, v.peak_macs, v.mem_bw, v.note) for k, v in self.hardware.items()]
+
+
+def locate(config: str | Path) -> tuple[Path, str]:
+    """Map `conf/x`, `conf/x.yaml`, an absolute path or a bundled preset name to (dir, name)."""
+    p = Path(config)
+    if p.is_dir() and (p / "config.yaml").is_file():  # an `archc build` output directory
+        return p.resolve(), "config"
+    candidates = [p, p.with_name(p.name + ".yaml")] if p.suffix != ".yaml" else [p]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve().parent, c.stem
+    bundled = conf_dir() / (p.stem + ".yaml")
+    if len(p.parts) <= 2 and bundled.is_file():  # a bare name, or conf/<name> outside a checkout
+        return conf_dir().resolve(), p.stem
+    presets = sorted(x.stem for x in conf_dir().glob("*.yaml") if x.stem != "base")
+    import difflib
+    close = difflib.get_close_matches(p.stem, presets, 3)
+    raise ConfigError(f"no config '{config}' (not a file, and not a bundled preset)",
+                      hint=(f"did you mean {', '.join(close)}? " if close else "")
+                      + "`archc presets` lists the bundled ones")
+
+
+def search_path_override(config_dir: Path) -> list[str]:
+    """Let user configs say `defaults: [base]` and reach the bundled groups."""
+    if config_dir.resolve() == conf_dir().resolve():
+        return []
+    return [f"hydra.searchpath=[file://{conf_dir().resolve()}]"]
+
+
+def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> tuple[dict, str, Path]:
+    """Compose a config with Hydra's compose API; returns (plain dict, name, dir)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    config_dir, name = locate(config)
+    overrides = list(overrides)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = hydra_compose(config_name=name, overrides=overrides + search_path_override(config_dir))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_first_line(e), override=_guilty(e, overrides)) from None
+    data = OmegaConf.to_container(cfg, resolve=True)
+    return data, name, config_dir
+
+
+def _first_line(e: Exception) -> str:
+    return " ".join(str(e).split("\n")[:2]).strip()
+
+
+def _guilty(e: Exception, overrides: list[str]) -> str | None:
+    text = str(e)
+    return next((o for o in overrides if o.split("=")[0].lstrip("+~") in text), None)
+
+
+def validate(data: dict, name: str, overrides: list[str] | tuple[str, ...] = ()) -> ArchConfig:
+    try:
+        cfg = ArchConfig.model_validate(data)
+    except ValidationError as ve:
+        err = ve.errors()[0]
+        key = ".".join(str(x) for x in err["loc"])
+        override = next((o for o in overrides if o.split("=")[0].lstrip("+~") == key), None)
+        raise ConfigError(f"{err['msg'].lower()} (got {err.get('input')!r})", key=key,
+                          override=override) from None
+    if cfg.name is None:
+        cfg.name = name
+    return cfg
