@@ -33,7 +33,7 @@ def cmd_build(argv: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from .build import run_job
-    from .config import locate, search_path_override
+    from .config import locate, open_params, search_path_override
 
     config_dir, name = locate(argv[0])
     results: list[dict] = []
@@ -57,7 +57,7 @@ def cmd_build(argv: list[str]) -> int:
         return {k: v for k, v in result.items() if k in ("status", "params", "macs", "output_dir")}
 
     saved = sys.argv
-    sys.argv = ["archc build"] + argv[1:] + search_path_override(config_dir)
+    sys.argv = ["archc build"] + open_params(argv[1:]) + search_path_override(config_dir)
     try:
         task()
     except SystemExit as e:

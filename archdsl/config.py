@@ -56,6 +56,15 @@ def locate(config: str | Path) -> tuple[Path, str]:
                       + "`archc presets` lists the bundled ones")
 
 
+def open_params(overrides) -> list[str]:
+    """`params.x=v` sets a network parameter whether or not the preset lists it.
+
+    Hydra would ask for `+params.x=v` when the preset leaves x at the recipe's
+    default; archc checks parameter names against the network itself instead.
+    """
+    return ["++" + o if o.startswith("params.") and "=" in o else o for o in overrides]
+
+
 def search_path_override(config_dir: Path) -> list[str]:
     """Let user configs say `defaults: [base]` and reach the bundled groups."""
     if config_dir.resolve() == conf_dir().resolve():
@@ -75,7 +84,8 @@ def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     overrides = list(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose(config_name=name, overrides=overrides + search_path_override(config_dir))
+            cfg = hydra_compose(config_name=name,
+                                overrides=open_params(overrides) + search_path_override(config_dir))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_first_line(e), override=_guilty(e, overrides)) from None
     data = OmegaConf.to_container(cfg, resolve=True)
