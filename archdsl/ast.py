@@ -84,6 +84,13 @@ class Index(Expr):
 
 
 @dataclass
+class Slice(Expr):
+    target: Expr
+    start: Expr | None
+    stop: Expr | None
+
+
+@dataclass
 class Attr(Expr):
     target: Expr
     name: str

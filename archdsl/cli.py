@@ -103,11 +103,24 @@ def cmd_check(argv: list[str]) -> int:
 
 
 def cmd_presets(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="archc presets", description="List the bundled configs.")
+    p.add_argument("--table", action="store_true", help="a markdown table of their costs")
+    a = p.parse_args(argv)
     from .resources import conf_dir
 
-    for f in sorted(conf_dir().glob("*.yaml")):
-        if f.stem != "base":
-            print(f.stem)
+    names = sorted(f.stem for f in conf_dir().glob("*.yaml") if f.stem != "base")
+    if not a.table:
+        print("\n".join(names))
+        return 0
+    from .api import compile
+
+    print("| preset | recipe | input | params | GMACs | activations (M) |")
+    print("|---|---|---|---:|---:|---:|")
+    for n in names:
+        c = compile(n)
+        t = c.report().total
+        print(f"| {n} | {c.config.recipe} | {'x'.join(map(str, c.spec.in_shape[1:]))} | "
+              f"{t.params:,} | {t.macs / 1e9:.3f} | {t.activations / 1e6:.2f} |")
     return 0
 
 

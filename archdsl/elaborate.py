@@ -152,6 +152,16 @@ class Elaborator:
         except (TypeError, KeyError):
             raise self.error(f"cannot index a {_type_name(target)} with {_type_name(idx)}", e.loc) from None
 
+    def _e_Slice(self, e, env):
+        target = self.eval(e.target, env)
+        start = None if e.start is None else self.eval(e.start, env)
+        stop = None if e.stop is None else self.eval(e.stop, env)
+        if not isinstance(target, (list, tuple)):
+            raise self.error(f"cannot slice a {_type_name(target)}", e.loc)
+        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (start, stop)):
+            raise self.error("slice bounds must be integers", e.loc)
+        return target[start:stop]
+
     def _e_Attr(self, e, env):
         target = self.eval(e.target, env)
         if isinstance(target, InputShape) and e.name in ("c", "h", "w"):

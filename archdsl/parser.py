@@ -219,6 +219,10 @@ class _ToAst(Transformer):
         return A.Index(self._loc(meta), ch[0], ch[1])
 
     @v_args(meta=True)
+    def slice(self, meta, ch):
+        return A.Slice(self._loc(meta), ch[0], ch[1], ch[2])
+
+    @v_args(meta=True)
     def attr(self, meta, ch):
         return A.Attr(self._loc(meta), ch[0], str(ch[1]))
 
