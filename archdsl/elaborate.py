@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import operator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,8 +70,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ expressions
     def eval(self, e: A.Expr, env: dict) -> Any:
-        method = getattr(self, "_e_" + type(e).__name__)
-        return method(e, env)
+        return _EXPR[type(e)](self, e, env)
 
     def _e_Const(self, e, env):
         return e.value
@@ -219,6 +219,14 @@ class Elaborator:
     def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
                    required: set[str]) -> dict:
         values: dict[str, Any] = {}
+        if len(args) <= len(params) and all(a.name is None for a in args):  # the common case
+            for name, a in zip(params, args):
+                values[name] = self.eval(a.value, env)
+            if len(args) < len(params) and required:
+                missing = [p for p in params if p in required and p not in values]
+                if missing:
+                    raise self.error(f"{what} is missing argument(s): {', '.join(missing)}", loc)
+            return values
         positional = [a for a in args if a.name is None]
         if len(positional) > len(params):
             raise self.error(f"{what} takes at most {len(params)} positional argument(s), "
@@ -243,12 +251,19 @@ class Elaborator:
 
     def _op(self, stmt: A.Call, env: dict, shape: ir.Shape) -> ir.Op:
         opdef = REGISTRY[stmt.name]
-        fields = [f for f in opdef.attrs.model_fields if f not in dict(opdef.preset)]
-        required = {f for f in fields if opdef.attrs.model_fields[f].is_required()}
+        fields, required = _signature(stmt.name)
         values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
         values.update(opdef.preset)
         try:
-            attrs = opdef.attrs.model_validate(values)
+            key = (stmt.name, tuple((k, type(v), v) for k, v in values.items()))
+            attrs = _ATTRS.get(key)
+        except TypeError:  # an unhashable value (a list): validate without the memo
+            key, attrs = None, None
+        try:
+            if attrs is None:
+                attrs = opdef.attrs.model_validate(values)
+                if key is not None and len(_ATTRS) < 65536:
+                    _ATTRS[key] = attrs
         except ValidationError as ve:
             err = ve.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else ""
@@ -293,7 +308,7 @@ class Elaborator:
     def run(self, stmts: list[A.Stmt], env: dict, shape: ir.Shape, sink: _Sink) -> ir.Shape:
         """Execute statements from `shape`; return the shape after them."""
         for s in stmts:
-            shape = getattr(self, "_s_" + type(s).__name__)(s, env, shape, sink)
+            shape = _STMT[type(s)](self, s, env, shape, sink)
         return shape
 
     def _need_nodes(self, sink: _Sink, loc: A.Loc, what: str):
@@ -569,6 +584,23 @@ class _Bound:
 
     branch: A.Branch
     env: dict
+
+
+# Validated (frozen) op attributes by (op, argument values): most layers repeat.
+_ATTRS: dict[tuple, Any] = {}
+
+# Dispatch tables: node type -> Elaborator method.
+_EXPR = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_e_")}
+_STMT = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_s_")}
+
+
+@lru_cache(maxsize=None)
+def _signature(op: str) -> tuple[list[str], set[str]]:
+    """An op's argument names (in positional order) and the required ones."""
+    opdef = REGISTRY[op]
+    preset = dict(opdef.preset)
+    fields = {k: f for k, f in opdef.attrs.model_fields.items() if k not in preset}
+    return list(fields), {k for k, f in fields.items() if f.is_required()}
 
 
 def _fmt(shape: ir.Shape) -> str:

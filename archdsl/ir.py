@@ -85,30 +85,31 @@ def numel(shape: Shape) -> int:
     return c * h * w
 
 
-def named(node: Node, prefix: str = "") -> Iterator[tuple[str, Node]]:
+def named(node: Node, prefix: str = "") -> list[tuple[str, Node]]:
     """(module name, node) pairs, named as the torch backend names its modules."""
-    yield prefix, node
-    dot = prefix + "." if prefix else ""
-    if isinstance(node, Seq):
-        if node.role == "network":
-            for name, child in zip(("stem", "stages", "head"), node.children):
-                yield from named(child, dot + name)
-        elif node.role == "stages":
+    out: list[tuple[str, Node]] = []
+
+    def visit(node: Node, prefix: str) -> None:
+        out.append((prefix, node))
+        dot = prefix + "." if prefix else ""
+        if isinstance(node, Seq):
+            if node.role == "network":
+                for name, child in zip(("stem", "stages", "head"), node.children):
+                    visit(child, dot + name)
+                return
+            if node.role == "stage":
+                dot += "blocks."
             for i, c in enumerate(node.children):
-                yield from named(c, f"{dot}{i}")
-        elif node.role == "stage":
-            yield dot + "blocks", node
-            for i, c in enumerate(node.children):
-                yield from named(c, f"{dot}blocks.{i}")
-        else:
-            for i, c in enumerate(node.children):
-                yield from named(c, f"{dot}{i}")
-    elif isinstance(node, Residual):
-        yield from named(node.body, dot + "body")
-        if node.shortcut is not None:
-            yield from named(node.shortcut, dot + "shortcut")
-    elif isinstance(node, (Parallel, Split)):
-        for i, b in enumerate(node.branches):
-            yield from named(b, f"{dot}branches.{i}")
-    elif isinstance(node, Gate):
-        yield from named(node.body, dot + "body")
+                visit(c, f"{dot}{i}")
+        elif isinstance(node, Residual):
+            visit(node.body, dot + "body")
+            if node.shortcut is not None:
+                visit(node.shortcut, dot + "shortcut")
+        elif isinstance(node, (Parallel, Split)):
+            for i, b in enumerate(node.branches):
+                visit(b, f"{dot}branches.{i}")
+        elif isinstance(node, Gate):
+            visit(node.body, dot + "body")
+
+    visit(node, prefix)
+    return out
