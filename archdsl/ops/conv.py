@@ -1,6 +1,11 @@
-"""2-D convolution (grouped, dilated, strided)."""
+"""2-D convolution (grouped, dilated, strided; symmetric or TensorFlow "same" padding)."""
 from __future__ import annotations
 
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -15,17 +20,24 @@ class ConvAttrs(Attrs):
     groups: int = Field(1, gt=0)
     dilation: int = Field(1, gt=0)
     bias: bool = False
-    padding: int | None = Field(None, ge=0, description="default: keeps size/stride")
+    # None: symmetric ((stride-1) + dilation*(k-1)) // 2; an int; or "same":
+    # TensorFlow's rule, out = ceil(in / stride), the extra pixel at the end.
+    padding: int | Literal["same"] | None = Field(None, description="default: symmetric")
 
 
 def padding(a: ConvAttrs) -> int:
-    if a.padding is not None:
+    if isinstance(a.padding, int):
         return a.padding
-    # Symmetric padding that maps H to ceil(H / stride) for odd kernels.
     return ((a.stride - 1) + a.dilation * (a.k - 1)) // 2
 
 
+def _same_is_symmetric(a: ConvAttrs) -> bool:
+    return a.stride == 1 and (a.dilation * (a.k - 1)) % 2 == 0
+
+
 def _out_size(size: int, a: ConvAttrs) -> int:
+    if a.padding == "same":
+        return math.ceil(size / a.stride)
     return (size + 2 * padding(a) - a.dilation * (a.k - 1) - 1) // a.stride + 1
 
 
@@ -47,10 +59,25 @@ def cost(a: ConvAttrs, x: Shape, y: Shape) -> Cost:
     return Cost(params=params, macs=y[0] * y[1] * y[2] * per_out)
 
 
+class SamePadConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "same" padding, computed from the input size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s, d in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
+                                 self.dilation[::-1]):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
 def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
+    if a.padding == "same" and not _same_is_symmetric(a):
+        return SamePadConv2d(x[0], a.out, a.k, stride=a.stride, padding=0, dilation=a.dilation,
+                             groups=a.groups, bias=a.bias)
     return nn.Conv2d(x[0], a.out, a.k, stride=a.stride, padding=padding(a),
                      dilation=a.dilation, groups=a.groups, bias=a.bias)
 
 
 CONV = register(OpDef("conv", ConvAttrs, shape, cost, lower,
-                      "conv(out, k, stride: 1, groups: 1, dilation: 1, bias: false, padding: auto)"))
+                      'conv(out, k, stride: 1, groups: 1, dilation: 1, bias: false, padding: auto | int | "same")'))
