@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .cost import DTYPE_BYTES, Hardware
 from .errors import ConfigError
+from .quick_compose import quick_compose
 from .resources import conf_dir
 
 
@@ -73,23 +74,29 @@ def search_path_override(config_dir: Path) -> list[str]:
 
 
 def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> tuple[dict, str, Path]:
-    """Compose a config with Hydra's compose API; returns (plain dict, name, dir)."""
-    from hydra import compose as hydra_compose
+    """Compose a config as Hydra does; returns (plain dict, name, dir)."""
+    config_dir, name = locate(config)
+    overrides = open_params(list(overrides))
+    data = quick_compose(config_dir, name, overrides, conf_dir().resolve())
+    if data is None:
+        data = hydra_compose(config_dir, name, overrides)
+    return data, name, config_dir
+
+
+def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
+    """Hydra's compose API (the reference semantics; also words the errors)."""
+    from hydra import compose as compose_api
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    config_dir, name = locate(config)
-    overrides = list(overrides)
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose(config_name=name,
-                                overrides=open_params(overrides) + search_path_override(config_dir))
+            cfg = compose_api(config_name=name, overrides=overrides + search_path_override(config_dir))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_first_line(e), override=_guilty(e, overrides)) from None
-    data = OmegaConf.to_container(cfg, resolve=True)
-    return data, name, config_dir
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _first_line(e: Exception) -> str:
@@ -98,7 +105,8 @@ def _first_line(e: Exception) -> str:
 
 def _guilty(e: Exception, overrides: list[str]) -> str | None:
     text = str(e)
-    return next((o for o in overrides if o.split("=")[0].lstrip("+~") in text), None)
+    guilty = next((o for o in overrides if o.split("=")[0].lstrip("+~") in text), None)
+    return guilty[2:] if guilty and guilty.startswith("++params.") else guilty
 
 
 def validate(data: dict, name: str, overrides: list[str] | tuple[str, ...] = ()) -> ArchConfig:

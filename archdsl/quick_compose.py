@@ -1,0 +1,109 @@
+"""Compose simple configs without Hydra's machinery.
+
+Hydra's compose also builds its own config tree (logging, launchers, sweepers),
+which costs ~40 ms a call; `archdsl.cost` should cost a few. This handles the
+subset archc's configs use — a defaults list of config names, `group: option`
+entries and an explicit `_self_`; overrides `key=v`, `+key=v`, `++key=v` and
+`group=option` — and returns None for anything else, so that Hydra composes
+(and reports errors). tests/test_config.py checks that both agree.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf._utils import get_yaml_loader
+
+_YAML: dict[str, tuple[float, dict]] = {}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _load(path: Path) -> dict:
+    mtime = path.stat().st_mtime
+    hit = _YAML.get(str(path))
+    if hit is None or hit[0] != mtime:
+        text = path.read_text()
+        if "@package" in text:
+            raise _Unsupported
+        data = yaml.load(text, Loader=get_yaml_loader()) or {}
+        if not isinstance(data, dict):
+            raise _Unsupported
+        hit = (mtime, data)
+        _YAML[str(path)] = hit
+    return copy.deepcopy(hit[1])
+
+
+class _Composer:
+    def __init__(self, search: list[Path], choices: dict[str, str]):
+        self.search = search
+        self.choices = choices
+
+    def find(self, rel: str) -> Path:
+        for d in self.search:
+            p = d / f"{rel}.yaml"
+            if p.is_file():
+                return p
+        raise _Unsupported
+
+    def is_group(self, name: str) -> bool:
+        return any((d / name).is_dir() for d in self.search)
+
+    def expand(self, rel: str) -> list[dict]:
+        data = _load(self.find(rel))
+        data.pop("hydra", None)  # output folders: only `archc build` (Hydra itself) uses them
+        defaults = data.pop("defaults", [])
+        if not defaults:
+            return [data]
+        if "_self_" not in defaults:
+            raise _Unsupported
+        parts: list[dict] = []
+        for entry in defaults:
+            if entry == "_self_":
+                parts.append(data)
+            elif isinstance(entry, str) and "/" not in rel:
+                parts += self.expand(entry)
+            elif isinstance(entry, dict) and len(entry) == 1:
+                group, option = next(iter(entry.items()))
+                if not isinstance(option, str) or " " in group or "@" in group or "/" in rel:
+                    raise _Unsupported
+                option = self.choices.get(group, option)
+                sub = self.expand(f"{group}/{option}")
+                for s in sub:
+                    parts.append({group: s})
+            else:
+                raise _Unsupported
+        return parts
+
+
+def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Path) -> dict | None:
+    """The composed config as a plain dict, or None when Hydra must do it."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        search = [config_dir] if config_dir == bundled else [config_dir, bundled]
+        composer = _Composer(search, {})
+        values: list[tuple[Any, str, Any]] = []
+        for o in parsed:
+            key = o.key_or_group
+            if o.is_sweep_override() or o.is_delete() or o.package or key.startswith("hydra"):
+                raise _Unsupported
+            if "." not in key and not o.is_add() and not o.is_force_add() and composer.is_group(key):
+                composer.choices[key] = o.value()
+            else:
+                values.append((o, key, o.value()))
+        cfg = OmegaConf.merge(*[OmegaConf.create(p) for p in composer.expand(name)])
+        for o, key, value in values:
+            exists = OmegaConf.select(cfg, key, default=_Unsupported) is not _Unsupported
+            if (o.is_add() and exists) or (not o.is_add() and not o.is_force_add() and not exists):
+                raise _Unsupported  # Hydra's own message says what is wrong
+            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # anything unusual: Hydra composes, and words any error
+        return None
