@@ -1,7 +1,7 @@
 """IR -> torch.nn.Module. The module mirrors the spec: stem, stages.i.blocks.j, head."""
 from __future__ import annotations
 
-import math
+import contextlib
 
 import torch
 from torch import nn
@@ -83,7 +83,6 @@ class Network(nn.Module):
         self.num_classes = head_ir.out_shape[0] if self._classifier_at is not None else 0
         self.input_shape = spec.in_shape
         self.feature_info = self._feature_info(spec)
-        _init_weights(self)
 
     def _feature_info(self, spec: ir.Seq) -> list[dict]:
         stem_ir, stages_ir, _ = spec.children
@@ -133,21 +132,14 @@ class Network(nn.Module):
         self.num_classes = num_classes
 
 
-def _init_weights(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
 def build_module(spec: ir.Seq, drop_path_rate: float = 0.0, device: str | torch.device | None = None) -> Network:
-    if device is not None:
-        with torch.device(device):
-            return Network(spec, drop_path_rate)
-    return Network(spec, drop_path_rate)
+    """Weights start from PyTorch's default initialization (one pass, as
+    torchvision does); a BN with zero_init starts its residual branch at zero."""
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        net = Network(spec, drop_path_rate)
+    if (device is None or torch.device(device).type != "meta"):
+        with torch.no_grad():
+            for m in net.modules():
+                if getattr(m, "zero_init", False):
+                    m.weight.zero_()
+    return net

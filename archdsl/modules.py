@@ -29,11 +29,14 @@ class Residual(nn.Module):
     def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None):
         super().__init__()
         self.body = body
-        self.shortcut = shortcut if shortcut is not None else nn.Identity()
-        self.drop_path = drop_path if drop_path is not None else nn.Identity()
+        self.shortcut = shortcut
+        self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.drop_path(self.body(x))
+        y = self.body(x)
+        if self.drop_path is not None:
+            y = self.drop_path(y)
+        return (x if self.shortcut is None else self.shortcut(x)) + y
 
 
 class ParallelSum(nn.Module):

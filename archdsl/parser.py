@@ -53,8 +53,9 @@ class _Layout:
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    # cache=True: lark keeps the LALR tables in a temp file, keyed by the grammar.
     return Lark(grammar_path().read_text(), parser="lalr", propagate_positions=True,
-                postlex=_Layout(), maybe_placeholders=True)
+                postlex=_Layout(), maybe_placeholders=True, cache=True)
 
 
 class _ToAst(Transformer):

@@ -10,6 +10,7 @@ entries and an explicit `_self_`; overrides `key=v`, `+key=v`, `++key=v` and
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,17 @@ class _Composer:
         return parts
 
 
+@lru_cache(maxsize=1)
+def _overrides_parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()  # building Hydra's ANTLR parser costs ~3 ms
+
+
 def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Path) -> dict | None:
     """The composed config as a plain dict, or None when Hydra must do it."""
     try:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = _overrides_parser().parse_overrides(overrides)
         search = [config_dir] if config_dir == bundled else [config_dir, bundled]
         composer = _Composer(search, {})
         values: list[tuple[Any, str, Any]] = []

@@ -42,7 +42,13 @@ class LayerScale(nn.Module):
 
     def __init__(self, channels: int, init: float):
         super().__init__()
-        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+        self.init = float(init)
+        self.gamma = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.gamma.fill_(self.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma.view(1, -1, 1, 1)
@@ -55,8 +61,13 @@ class GlobalResponseNorm(nn.Module):
     def __init__(self, channels: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.zeros(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gx = x.norm(p=2, dim=(2, 3), keepdim=True)

@@ -25,8 +25,7 @@ def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
 
 def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     m = nn.BatchNorm2d(x[0], eps=a.eps, momentum=a.momentum)
-    if a.zero_init:
-        nn.init.zeros_(m.weight)
+    m.zero_init = a.zero_init  # read by archdsl.lower.init_weights
     return m
 
 
