@@ -1,42 +1,31 @@
 """Every bundled preset against its reference model.
 
+tests/parity/<family>.yaml lists each family's presets with their reference
+(`references`), the presets whose outputs are compared after a weight port
+(`ported`), and presets checked against published figures by a family's own
+test instead (`published`).
+
 Counts (params, MACs) are compared three ways: archc's analytic report, the
 compiled module under FlopCounterMode, and the reference module — on the meta
-device, so even the largest presets are cheap. For at least one preset per
-family the outputs are compared after porting the reference's weights.
+device, so even the largest presets are cheap.
 """
 from pathlib import Path
 
 import pytest
+import yaml
 from reference import max_output_difference, parity_counts, reference_input_size
 
-REGNET_SIZES = ["002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320"]
-
-# family -> ({preset: reference}, presets whose outputs are compared)
-FAMILIES = {
-    "resnet": ({p: p for p in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d",
-                               "resnext50_32x4d", "resnext101_32x8d"]},
-               ["resnet18", "resnet50d", "resnext50_32x4d"]),
-    "regnet": ({**{f"regnet{f}_{s}": f"regnet{f}_{s}" for f in "xy" for s in REGNET_SIZES},
-                "regnety_8gf": "regnety_080"},
-               ["regnetx_002", "regnety_002", "regnetx_004", "regnety_004"]),
-    "mobilenetv2": ({p: p for p in ["mobilenetv2_100", "mobilenetv2_140"]},
-                    ["mobilenetv2_100", "mobilenetv2_140"]),
-    "efficientnet": ({f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(8)},
-                     ["efficientnet_b0", "efficientnet_b1"]),
-    "shufflenetv2": ({f"shufflenet_v2_{m}": f"torchvision:shufflenet_v2_{m}"
-                      for m in ["x0_5", "x1_0", "x1_5", "x2_0"]},
-                     ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5"]),
-    "repvgg": ({p: p for p in ["repvgg_a0", "repvgg_a1", "repvgg_a2", "repvgg_b0"]}, ["repvgg_a0"]),
-}
-REFERENCES = {p: r for refs, _ in FAMILIES.values() for p, r in refs.items()}
-PORTED = [p for _, ported in FAMILIES.values() for p in ported]
+HERE = Path(__file__).resolve().parent
+FAMILIES = {f.stem: yaml.safe_load(f.read_text()) for f in sorted((HERE / "parity").glob("*.yaml"))}
+REFERENCES = {p: r for fam in FAMILIES.values() for p, r in (fam.get("references") or {}).items()}
+PORTED = [p for fam in FAMILIES.values() for p in fam.get("ported") or []]
+PUBLISHED = {p for fam in FAMILIES.values() for p in fam.get("published") or []}
 
 
-def test_every_bundled_preset_has_a_reference():
-    conf = Path(__file__).resolve().parent.parent / "conf"
-    bundled = {f.stem for f in conf.glob("*.yaml")} - {"base"}
-    assert bundled == set(REFERENCES)
+def test_every_bundled_preset_is_checked():
+    bundled = {f.stem for f in (HERE.parent / "conf").glob("*.yaml")} - {"base"}
+    assert bundled == set(REFERENCES) | PUBLISHED
+    assert set(PORTED) <= set(REFERENCES)
 
 
 @pytest.mark.parametrize("preset", list(REFERENCES))
