@@ -52,3 +52,17 @@ def test_layer_scale_and_slice():
     assert torch.allclose(m(x), 0.5 * x) and sum(p.numel() for p in m.parameters()) == 3
     a, y, m = lowered("slice_channels", (6, 2, 2), c=4, start=1)
     assert y == (4, 2, 2) and torch.equal(m(torch.arange(24.).view(1, 6, 2, 2)), torch.arange(4., 20.).view(1, 4, 2, 2))
+
+
+def test_port_fills_a_1x1_conv_from_a_linear_and_rejects_mismatches():
+    from archdsl.port import PortError, from_reference
+
+    ours = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1))
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 6))
+    from_reference(ours, ref.state_dict())
+    x = torch.randn(3, 4)
+    assert torch.allclose(ours(x[:, :, None, None]).flatten(1), ref(x), atol=1e-6)
+    with pytest.raises(PortError, match="shape"):
+        from_reference(torch.nn.Sequential(torch.nn.Conv2d(4, 6, 3)), ref.state_dict())
+    with pytest.raises(PortError, match="more tensors"):
+        from_reference(torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1), torch.nn.BatchNorm2d(6)), ref.state_dict())
