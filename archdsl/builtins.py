@@ -7,6 +7,14 @@ from typing import Any, Callable
 _MAX_RANGE = 1_000_000  # a spec cannot ask for unbounded work
 
 
+class SpecFailure(Exception):
+    """Raised by `fail(message)`: the spec's own error, shown at the call."""
+
+
+def fail(message: str):
+    raise SpecFailure(str(message))
+
+
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None,
                    round_limit: float = 0.9) -> int:
     """Round v to a multiple of divisor, never dropping more than 10% (timm's rule)."""
@@ -64,4 +72,5 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "enumerate": lambda xs, start=0: list(enumerate(xs, start)), "list": list,
     "reversed": lambda xs: list(reversed(xs)), "sorted": sorted, "any": any, "all": all,
     "cumsum": _cumsum, "runs": runs, "make_divisible": make_divisible, "quantize": quantize,
+    "fail": fail,
 }

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from . import ast as A
 from . import ir
-from .builtins import BUILTINS
+from .builtins import BUILTINS, SpecFailure
 from .errors import ArchError
 from .ops import REGISTRY, ShapeError
 from .program import Program
@@ -182,6 +182,8 @@ class Elaborator:
         kwargs = {a.name: self.eval(a.value, env) for a in e.args if a.name is not None}
         try:
             return fn(*args, **kwargs)
+        except SpecFailure as ex:
+            raise self.error(str(ex), e.loc) from None
         except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
             raise self.error(f"{e.name}(): {ex}", e.loc) from None
 
@@ -373,7 +375,11 @@ class Elaborator:
 
     def _s_Residual(self, s: A.Residual, env, shape, sink):
         self._need_nodes(sink, s.loc, "residual")
-        f = self._flags("residual", s.args, env, {"when": True, "drop_path": False}, s.loc)
+        f = self._flags("residual", s.args, env, {"when": True, "drop_path": False, "gain": False,
+                                                   "shortcut_first": False}, s.loc)
+        gain = f["gain"]
+        if gain is True or not isinstance(gain, (int, float)):  # false: no gain
+            raise self.error(f"residual: gain is the scalar's initial value or false, not {gain!r}", s.loc)
         if not f["when"]:
             return self.run(s.body, env, shape, sink)
         self.path.append("residual")
@@ -391,8 +397,9 @@ class Elaborator:
                     "or a when: condition")
         finally:
             self.path.pop()
+        gain = None if gain is False else float(gain)
         sink.nodes.append(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
-                                      bool(f["drop_path"])))
+                                      bool(f["drop_path"]), gain, bool(f["shortcut_first"])))
         return body.out_shape
 
     def _s_Branch(self, s: A.Branch, env, shape, sink):

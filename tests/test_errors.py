@@ -119,3 +119,9 @@ def test_config_errors_name_key_and_override():
     assert "config key 'dtype'" in str(info.value) and "override 'dtype=fp64'" in str(info.value)
     with pytest.raises(ArchError, match="no config 'resnet19'"):
         archdsl.cost("resnet19")
+
+
+def test_fail_reports_the_specs_own_message(tmp_path):
+    e = error_of(tmp_path, '  let size = "medium"\n  let t = 1 if size in ["s", "l"] else fail("size must be s or l, got " + size)')
+    assert e.message == "size must be s or l, got medium"
+    assert (e.loc.line, e.loc.column) == (4, 40)
