@@ -54,8 +54,42 @@ class _Layout:
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     # cache=True: lark keeps the LALR tables in a temp file, keyed by the grammar.
-    return Lark(grammar_path().read_text(), parser="lalr", propagate_positions=True,
+    # Locations come from tokens (keep_all_tokens) rather than lark's
+    # propagate_positions, which costs ~40% of parse time.
+    return Lark(grammar_path().read_text(), parser="lalr", keep_all_tokens=True,
                 postlex=_Layout(), maybe_placeholders=True, cache=True)
+
+
+# Tokens that carry meaning; the others (keywords, punctuation) only locate.
+_MEANINGFUL = {"NAME", "NUMBER", "STRING", "ADD_OP", "MUL_OP", "POW"}
+
+
+def _first_loc(children, file: str) -> A.Loc | None:
+    for c in children:
+        if isinstance(c, Token):
+            return A.Loc(file, c.line, c.column)
+        loc = getattr(c, "loc", None)
+        if loc is not None:
+            return loc
+        if isinstance(c, (list, tuple)):
+            loc = _first_loc(c, file)
+            if loc is not None:
+                return loc
+        elif hasattr(c, "children"):
+            loc = _first_loc(c.children, file)
+            if loc is not None:
+                return loc
+    return None
+
+
+def _located(method):
+    """Give a rule method its location and its children without keyword/punctuation tokens."""
+    def wrapper(self, children):
+        loc = _first_loc(children, self.file) or A.Loc(self.file, 0, 0)
+        kept = [c for c in children if not (isinstance(c, Token) and c.type not in _MEANINGFUL)]
+        return method(self, loc, kept)
+    wrapper.__name__ = method.__name__
+    return wrapper
 
 
 class _ToAst(Transformer):
@@ -63,97 +97,99 @@ class _ToAst(Transformer):
         super().__init__()
         self.file = file
 
-    def _loc(self, meta_or_tok) -> A.Loc:
-        return A.Loc(self.file, getattr(meta_or_tok, "line", 0) or 0,
-                     getattr(meta_or_tok, "column", 0) or 0)
-
     # ---- top level
-    @v_args(meta=True)
-    def start(self, meta, items):
+    @_located
+    def start(self, loc, items):
         return items
 
-    @v_args(meta=True)
-    def use(self, meta, ch):
-        return A.Use(self._loc(meta), ch[0][1:-1])
+    @_located
+    def use(self, loc, ch):
+        return A.Use(loc, ch[0][1:-1])
 
-    def _definition(self, kind, meta, ch):
+    def _definition(self, kind, loc, ch):
         name, params, body = ch
-        return A.Definition(self._loc(meta), kind, str(name), params or [], body, None)
+        return A.Definition(loc, kind, str(name), params or [], body, None)
 
-    @v_args(meta=True)
-    def block_def(self, meta, ch):
-        return self._definition("block", meta, ch)
+    @_located
+    def block_def(self, loc, ch):
+        return self._definition("block", loc, ch)
 
-    @v_args(meta=True)
-    def network_def(self, meta, ch):
-        return self._definition("network", meta, ch)
+    @_located
+    def network_def(self, loc, ch):
+        return self._definition("network", loc, ch)
 
-    def params(self, ch):
+    @_located
+    def params(self, loc, ch):
         return list(ch)
 
-    @v_args(meta=True)
-    def param(self, meta, ch):
-        return A.Param(self._loc(meta), str(ch[0]), ch[1])
+    @_located
+    def param(self, loc, ch):
+        # An optional group with a keyword leaves one placeholder per item: the
+        # value, when present, is always last.
+        return A.Param(loc, str(ch[0]), ch[-1] if len(ch) > 1 else None)
 
-    def body(self, ch):
+    @_located
+    def body(self, loc, ch):
         return list(ch)
 
     # ---- statements
-    @v_args(meta=True)
-    def let(self, meta, ch):
+    @_located
+    def let(self, loc, ch):
         names, unpack = ch[0]
-        return A.Let(self._loc(meta), names, unpack, ch[1])
+        return A.Let(loc, names, unpack, ch[1])
 
-    @v_args(meta=True)
-    def if_stmt(self, meta, ch):
-        test, then, other = ch
+    @_located
+    def if_stmt(self, loc, ch):
+        test, then, other = ch[0], ch[1], ch[-1] if len(ch) > 2 else None
         if isinstance(other, A.If):
             other = [other]
-        return A.If(self._loc(meta), test, then, other or [])
+        return A.If(loc, test, then, other or [])
 
-    @v_args(meta=True)
-    def for_stmt(self, meta, ch):
+    @_located
+    def for_stmt(self, loc, ch):
         names, unpack = ch[0]
-        return A.For(self._loc(meta), names, unpack, ch[1], ch[2])
+        return A.For(loc, names, unpack, ch[1], ch[2])
 
-    @v_args(meta=True)
-    def repeat(self, meta, ch):
-        return A.Repeat(self._loc(meta), ch[0], str(ch[1]), ch[2])
+    @_located
+    def repeat(self, loc, ch):
+        return A.Repeat(loc, ch[0], str(ch[1]), ch[2])
 
-    def repeat_clause(self, ch):
+    @_located
+    def repeat_clause(self, loc, ch):
         return (ch[0], str(ch[1]))
 
-    @v_args(meta=True)
-    def section(self, meta, ch):
+    @_located
+    def section(self, loc, ch):
         kind, clause, body = ch
         count, var = clause if clause else (None, None)
-        return A.Section(self._loc(meta), str(kind.children[0]), count, var, body)
+        return A.Section(loc, str(kind.children[0]), count, var, body)
 
-    @v_args(meta=True)
-    def residual(self, meta, ch):
-        return A.Residual(self._loc(meta), ch[0] or [], ch[1], ch[2])
+    @_located
+    def residual(self, loc, ch):
+        return A.Residual(loc, ch[0] or [], ch[1], ch[-1] if len(ch) > 2 else None)
 
-    @v_args(meta=True)
-    def parallel(self, meta, ch):
-        return A.Parallel(self._loc(meta), str(ch[0]), ch[1] or [], ch[2])
+    @_located
+    def parallel(self, loc, ch):
+        return A.Parallel(loc, str(ch[0]), ch[1] or [], ch[2])
 
-    @v_args(meta=True)
-    def split(self, meta, ch):
-        return A.Split(self._loc(meta), ch[0] or [], ch[1])
+    @_located
+    def split(self, loc, ch):
+        return A.Split(loc, ch[0] or [], ch[1])
 
-    @v_args(meta=True)
-    def gate(self, meta, ch):
-        return A.Gate(self._loc(meta), ch[0] or [], ch[1])
+    @_located
+    def gate(self, loc, ch):
+        return A.Gate(loc, ch[0] or [], ch[1])
 
-    @v_args(meta=True)
-    def branch(self, meta, ch):
-        return A.Branch(self._loc(meta), ch[0])
+    @_located
+    def branch(self, loc, ch):
+        return A.Branch(loc, ch[0])
 
-    @v_args(meta=True)
-    def call(self, meta, ch):
-        return A.Call(self._loc(meta), str(ch[0]), ch[1] or [])
+    @_located
+    def call(self, loc, ch):
+        return A.Call(loc, str(ch[0]), ch[1] or [])
 
-    def call_args(self, ch):
+    @_located
+    def call_args(self, loc, ch):
         return [self._arg(a) for a in ch if a is not None]
 
     def _arg(self, a):
@@ -161,114 +197,120 @@ class _ToAst(Transformer):
             return a
         return A.Arg(a.loc, None, a)
 
-    @v_args(meta=True)
-    def kwarg(self, meta, ch):
-        return A.Arg(self._loc(meta), str(ch[0]), ch[1])
+    @_located
+    def kwarg(self, loc, ch):
+        return A.Arg(loc, str(ch[0]), ch[1])
 
-    def target(self, ch):
+    @_located
+    def target(self, loc, ch):
         names = [str(c) for c in ch]
         return names, len(ch) > 1 or False
 
     # ---- expressions
-    @v_args(meta=True)
-    def cond(self, meta, ch):
-        return A.Cond(self._loc(meta), ch[0], ch[1], ch[2])
+    @_located
+    def cond(self, loc, ch):
+        return A.Cond(loc, ch[0], ch[1], ch[2])
 
-    @v_args(meta=True)
-    def or_expr(self, meta, ch):
-        return A.BoolOp(self._loc(meta), "or", list(ch))
+    @_located
+    def or_expr(self, loc, ch):
+        return A.BoolOp(loc, "or", list(ch))
 
-    @v_args(meta=True)
-    def and_expr(self, meta, ch):
-        return A.BoolOp(self._loc(meta), "and", list(ch))
+    @_located
+    def and_expr(self, loc, ch):
+        return A.BoolOp(loc, "and", list(ch))
 
-    @v_args(meta=True)
-    def not_(self, meta, ch):
-        return A.Not(self._loc(meta), ch[0])
+    @_located
+    def not_(self, loc, ch):
+        return A.Not(loc, ch[0])
 
-    @v_args(meta=True)
-    def compare(self, meta, ch):
+    @_located
+    def compare(self, loc, ch):
         rest = [(str(ch[i].children[0]), ch[i + 1]) for i in range(1, len(ch), 2)]
-        return A.Compare(self._loc(meta), ch[0], rest)
+        return A.Compare(loc, ch[0], rest)
 
-    def _chain(self, meta, ch):
+    def _chain(self, loc, ch):
         left = ch[0]
         for i in range(1, len(ch), 2):
-            left = A.BinOp(self._loc(meta), str(ch[i]), left, ch[i + 1])
+            left = A.BinOp(loc, str(ch[i]), left, ch[i + 1])
         return left
 
-    @v_args(meta=True)
-    def sum(self, meta, ch):
-        return self._chain(meta, ch)
+    @_located
+    def sum(self, loc, ch):
+        return self._chain(loc, ch)
 
-    @v_args(meta=True)
-    def product(self, meta, ch):
-        return self._chain(meta, ch)
+    @_located
+    def product(self, loc, ch):
+        return self._chain(loc, ch)
 
-    @v_args(meta=True)
-    def neg(self, meta, ch):
-        return A.Neg(self._loc(meta), str(ch[0]), ch[1])
+    @_located
+    def neg(self, loc, ch):
+        return A.Neg(loc, str(ch[0]), ch[1])
 
-    @v_args(meta=True)
-    def power(self, meta, ch):
+    @_located
+    def power(self, loc, ch):
         if ch[2] is None:
             return ch[0]
-        return A.BinOp(self._loc(meta), "**", ch[0], ch[2])
+        return A.BinOp(loc, "**", ch[0], ch[2])
 
-    @v_args(meta=True)
-    def index(self, meta, ch):
-        return A.Index(self._loc(meta), ch[0], ch[1])
+    @_located
+    def index(self, loc, ch):
+        return A.Index(loc, ch[0], ch[1])
 
-    @v_args(meta=True)
-    def slice(self, meta, ch):
-        return A.Slice(self._loc(meta), ch[0], ch[1], ch[2])
+    @_located
+    def slice(self, loc, ch):
+        return A.Slice(loc, ch[0], ch[1], ch[2])
 
-    @v_args(meta=True)
-    def attr(self, meta, ch):
-        return A.Attr(self._loc(meta), ch[0], str(ch[1]))
+    @_located
+    def attr(self, loc, ch):
+        return A.Attr(loc, ch[0], str(ch[1]))
 
-    @v_args(meta=True)
-    def fcall(self, meta, ch):
-        return A.FCall(self._loc(meta), str(ch[0]), [self._arg(a) for a in ch[1:] if a is not None])
+    @_located
+    def fcall(self, loc, ch):
+        return A.FCall(loc, str(ch[0]), [self._arg(a) for a in ch[1:] if a is not None])
 
-    @v_args(meta=True)
-    def number(self, meta, ch):
+    @_located
+    def atom(self, loc, ch):  # "(" expr ")": the parentheses only group
+        return ch[0]
+
+    @_located
+    def number(self, loc, ch):
         text = str(ch[0])
         value = float(text) if any(c in text for c in ".eE") else int(text)
-        return A.Const(self._loc(meta), value)
+        return A.Const(loc, value)
 
-    @v_args(meta=True)
-    def string(self, meta, ch):
-        return A.Const(self._loc(meta), str(ch[0])[1:-1])
+    @_located
+    def string(self, loc, ch):
+        return A.Const(loc, str(ch[0])[1:-1])
 
-    @v_args(meta=True)
-    def name(self, meta, ch):
-        return A.Name(self._loc(meta), str(ch[0]))
+    @_located
+    def name(self, loc, ch):
+        return A.Name(loc, str(ch[0]))
 
-    @v_args(meta=True)
-    def input_shape(self, meta, ch):
-        return A.InShape(self._loc(meta))
+    @_located
+    def input_shape(self, loc, ch):
+        return A.InShape(loc)
 
-    @v_args(meta=True)
-    def true(self, meta, ch):
-        return A.Const(self._loc(meta), True)
+    @_located
+    def true(self, loc, ch):
+        return A.Const(loc, True)
 
-    @v_args(meta=True)
-    def false(self, meta, ch):
-        return A.Const(self._loc(meta), False)
+    @_located
+    def false(self, loc, ch):
+        return A.Const(loc, False)
 
-    @v_args(meta=True)
-    def tuple(self, meta, ch):
-        return A.TupleExpr(self._loc(meta), [c for c in ch if c is not None])
+    @_located
+    def tuple(self, loc, ch):
+        return A.TupleExpr(loc, [c for c in ch if c is not None])
 
-    @v_args(meta=True)
-    def list(self, meta, ch):
-        return A.ListExpr(self._loc(meta), [c for c in ch if c is not None])
+    @_located
+    def list(self, loc, ch):
+        return A.ListExpr(loc, [c for c in ch if c is not None])
 
-    @v_args(meta=True)
-    def listcomp(self, meta, ch):
-        element, (names, _), iterable, condition = ch
-        return A.ListComp(self._loc(meta), element, names, iterable, condition)
+    @_located
+    def listcomp(self, loc, ch):
+        element, (names, _), iterable = ch[:3]
+        condition = ch[3] if len(ch) == 4 else None
+        return A.ListComp(loc, element, names, iterable, condition)
 
 
 def _expected(tokens) -> str:
