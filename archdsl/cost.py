@@ -19,14 +19,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from . import ir
 from .ops import REGISTRY
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 CONVENTION = __doc__.split("Convention (also written into every report):\n", 1)[1].strip()
-_COUNTS_ACTIVATIONS = {"conv", "linear"}
+_COUNTS_ACTIVATIONS = {"conv", "ws_conv", "linear"}
 RIDGE_POINTS = [0, 1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500]
 
 
@@ -222,8 +222,10 @@ def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
             out.append(Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
                              c.params * nbytes, io_bytes))
         elif isinstance(node, ir.Residual):
-            out.append(_join_layer(name + ".add", "add", [node.out_shape, node.out_shape],
-                                   node.out_shape, nbytes))
+            add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
+            if node.gain is not None:  # the learnable scalar on the body
+                add = replace(add, params=1, weight_bytes=nbytes)
+            out.append(add)
         elif isinstance(node, ir.Parallel):
             kind = "add" if node.join == "sum" else "concat"
             out.append(_join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches],

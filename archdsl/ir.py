@@ -40,6 +40,17 @@ class Residual(Node):
     body: Seq
     shortcut: Seq | None  # None: identity
     drop_path: bool = False
+    # A learnable scalar on the body, shortcut(x) + g * body(x), starting at
+    # this value (SkipInit, ReZero); None: no scalar.
+    gain: float | None = None
+    # Register the shortcut's layers before the body's (timm's pre-activation
+    # blocks do), so weights port by position; the computation is unchanged.
+    shortcut_first: bool = False
+
+    def parts(self) -> list[tuple[str, Seq]]:
+        """(name, seq) for body and shortcut, in the module's registration order."""
+        out = [("body", self.body)] + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
+        return out[::-1] if self.shortcut_first else out
 
 
 @dataclass
@@ -66,9 +77,8 @@ def walk(node: Node) -> Iterator[Node]:
         for c in node.children:
             yield from walk(c)
     elif isinstance(node, Residual):
-        yield from walk(node.body)
-        if node.shortcut is not None:
-            yield from walk(node.shortcut)
+        for _, part in node.parts():
+            yield from walk(part)
     elif isinstance(node, (Parallel, Split)):
         for b in node.branches:
             yield from walk(b)
@@ -102,9 +112,8 @@ def named(node: Node, prefix: str = "") -> list[tuple[str, Node]]:
             for i, c in enumerate(node.children):
                 visit(c, f"{dot}{i}")
         elif isinstance(node, Residual):
-            visit(node.body, dot + "body")
-            if node.shortcut is not None:
-                visit(node.shortcut, dot + "shortcut")
+            for part_name, part in node.parts():
+                visit(part, dot + part_name)
         elif isinstance(node, (Parallel, Split)):
             for i, b in enumerate(node.branches):
                 visit(b, f"{dot}branches.{i}")

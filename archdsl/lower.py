@@ -41,7 +41,7 @@ class _Lowering:
                 self.index += 1
                 dp = DropPath(rate) if rate > 0 else None
             short = self.seq(n.shortcut) if n.shortcut is not None else None
-            return Residual(self.seq(n.body), short, dp)
+            return Residual(self.seq(n.body), short, dp, n.gain, n.shortcut_first)
         if isinstance(n, ir.Parallel):
             branches = [self.seq(b) for b in n.branches]
             return ParallelSum(branches) if n.join == "sum" else ParallelConcat(branches)

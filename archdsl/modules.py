@@ -24,18 +24,32 @@ class DropPath(nn.Module):
 
 
 class Residual(nn.Module):
-    """shortcut(x) + drop_path(body(x))."""
+    """shortcut(x) + [gain *] drop_path(body(x))."""
 
-    def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None):
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None,
+                 gain: float | None = None, shortcut_first: bool = False):
         super().__init__()
+        # A module's own parameters come first in its state dict, as timm's skipinit_gain does.
+        self.gain_init = gain
+        self.gain = nn.Parameter(torch.empty(())) if gain is not None else None
+        if shortcut_first:  # registration order only: state-dict order for ports
+            self.shortcut = shortcut
         self.body = body
         self.shortcut = shortcut
         self.drop_path = drop_path
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.gain is not None:
+            with torch.no_grad():
+                self.gain.fill_(self.gain_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
         if self.drop_path is not None:
             y = self.drop_path(y)
+        if self.gain is not None:
+            y = y * self.gain
         return (x if self.shortcut is None else self.shortcut(x)) + y
 
 

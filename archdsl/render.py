@@ -38,10 +38,10 @@ def render(spec: ir.Seq) -> str:
             for n, c in zip(names, kids):
                 visit(c, n, depth + 1)
         elif isinstance(node, ir.Residual):
-            line(depth, f"{name}: residual" + (" (drop path)" if node.drop_path else ""), node)
-            visit(node.body, "body", depth + 1)
-            if node.shortcut is not None:
-                visit(node.shortcut, "shortcut", depth + 1)
+            line(depth, f"{name}: residual" + (" (drop path)" if node.drop_path else "")
+                 + (f" (gain, init {node.gain:g})" if node.gain is not None else ""), node)
+            for part_name, part in node.parts():
+                visit(part, part_name, depth + 1)
         elif isinstance(node, (ir.Parallel, ir.Split)):
             kind = f"parallel {node.join}" if isinstance(node, ir.Parallel) else f"split {node.sizes}"
             line(depth, f"{name}: {kind}", node)

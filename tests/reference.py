@@ -58,6 +58,14 @@ def max_output_difference(preset: str, ref_name: str, seed: int = 0) -> float:
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.5, 0.5)
+            # Normalizer-free nets start each residual branch at zero (skipinit
+            # or last-conv gain) and their convs' biases at zero: made random,
+            # so the branches reach the output and swapped tensors show.
+            for name in ("gain", "skipinit_gain"):
+                if isinstance(getattr(mod, name, None), torch.nn.Parameter):
+                    getattr(mod, name).uniform_(0.5, 1.5)
+                    if getattr(mod, "bias", None) is not None:
+                        mod.bias.uniform_(-0.5, 0.5)
     compiled = archdsl.compile(preset)
     net = compiled.module().eval()
     from_reference(net, ref.state_dict())

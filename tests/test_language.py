@@ -179,3 +179,27 @@ def test_cost_rules_by_hand(tmp_path):
 def test_ir_walk_visits_every_op(tmp_path):
     spec = compile_text(tmp_path, net("stage { residual { conv(4, 1) bn } shortcut { bn } }"))
     assert [o.kind for o in ir.ops(spec)] == ["conv", "bn", "bn", "global_pool", "linear"]
+
+
+def test_residual_gain_and_shortcut_first(tmp_path):
+    # shortcut(x) + g * body(x), g a learnable scalar from `gain`; shortcut_first
+    # registers the shortcut's layers first (state-dict order, for ports by position).
+    text = net("stage { residual(gain: 0.0, shortcut_first: true) { conv(6, 3) } shortcut { conv(6, 1) } }")
+    spec = compile_text(tmp_path, text)
+    res = spec.children[1].children[0].children[0]
+    assert (res.gain, res.shortcut_first) == (0.0, True)
+    assert [o.attrs.k for o in ir.ops(res)] == [1, 3]
+    m = build_module(spec).eval()
+    block = m.stages[0].blocks[0]
+    assert list(block.state_dict()) == ["gain", "shortcut.0.weight", "body.0.weight"]
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(block(x), block.shortcut(x))  # starts at the shortcut alone
+    with torch.no_grad():
+        block.gain.fill_(0.5)
+    assert torch.allclose(block(x), block.shortcut(x) + 0.5 * block.body(x))
+    r = report(spec, "t")
+    assert r.total.params == sum(p.numel() for p in m.parameters())
+    names = [l.name for l in r.layers if l.kind != "add"]
+    assert names[:2] == ["stages.0.blocks.0.shortcut.0", "stages.0.blocks.0.body.0"]
+    with pytest.raises(ArchError, match="gain"):
+        compile_text(tmp_path, net("stage { residual(gain: true) { conv(4, 1) } }"))
