@@ -9,6 +9,7 @@ import yaml
 
 from .api import Compiled, compile_config
 from .config import validate
+from .cost import Report
 from .errors import ArchError
 from .render import render
 
@@ -42,11 +43,31 @@ def write_outputs(c: Compiled, out: Path) -> dict:
         torch.save(net.state_dict(), tmp)
         os.replace(tmp, out / "model.pt")
         files.append("model.pt")
+    return {"status": "ok", "name": c.config.name, **costs(rep), "output_dir": str(out), "files": files}
+
+
+def costs(rep: Report) -> dict:
+    """The totals a job's result (and a sweep's summary row) carries."""
     t = rep.total
-    return {"status": "ok", "name": c.config.name, "params": t.params, "macs": t.macs,
-            "activations": t.activations, "bytes": t.bytes,
-            "roofline_s": {hw.name: rep.roofline(hw) for hw in rep.hardware},
-            "output_dir": str(out), "files": files}
+    return {"params": t.params, "macs": t.macs, "activations": t.activations, "bytes": t.bytes,
+            "roofline_s": {hw.name: rep.roofline(hw) for hw in rep.hardware}}
+
+
+def completed(out: Path, overrides: list[str]) -> dict | None:
+    """The result of an earlier, finished run of this very job in `out` (a resumed sweep skips it).
+
+    result.json is written last, so "ok" there means every file it lists was
+    written in full; a job killed earlier left none, or one for other overrides.
+    """
+    try:
+        prev = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if prev.get("status") != "ok" or sorted(prev.get("overrides", [])) != sorted(overrides):
+        return None
+    if not all((out / f).is_file() for f in prev.get("files", [])):
+        return None
+    return prev
 
 
 def run_job(data: dict, name: str, overrides: list[str], out: Path, config_dir: Path | None) -> dict:

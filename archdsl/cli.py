@@ -4,6 +4,9 @@
     archc cost CONFIG [overrides] [--json]      print the analytic cost report
     archc check FILE.arch ...                   parse and validate only
     archc presets                               list the bundled configs
+    archc sweep CONFIG SWEEP... [--cost-only]   a grid: Hydra jobs, or analytic costs only
+    archc search SPACE --samples N --keep K     sample a design space under cost constraints
+    archc scale RULE CONFIG ...                 EfficientNet, dWr or ResNeXt scaling rules
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import argparse
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 from .errors import ArchError
 
@@ -32,21 +37,31 @@ def cmd_build(argv: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from .build import run_job
+    from . import sweep
+    from .build import completed, run_job
     from .config import locate, open_params, search_path_override
+    from .summary import failed as failed_rows
 
     config_dir, name = locate(argv[0])
     results: list[dict] = []
+
+    multirun = any(a in ("-m", "--multirun") for a in argv[1:])
 
     @hydra.main(config_path=str(config_dir), config_name=name, version_base="1.3")
     def task(cfg) -> dict:
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
-        data = OmegaConf.to_container(cfg, resolve=True)
         out = Path(hc.runtime.output_dir)
+        label = f"[{' '.join(overrides)}] " if overrides else ""
+        # A resumed sweep (same hydra.sweep.dir) keeps the jobs that finished.
+        result = completed(out, overrides) if multirun else None
+        if result is not None:
+            print(f"{label}{result['name']}: already built in {out}, skipped")
+            results.append(result)
+            return {k: v for k, v in result.items() if k in ("status", "params", "macs", "output_dir")}
+        data = OmegaConf.to_container(cfg, resolve=True)
         result = run_job(data, name, overrides, out, config_dir)
         results.append(result)
-        label = f"[{' '.join(overrides)}] " if overrides else ""
         if result["status"] == "ok":
             rl = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in result["roofline_s"].items())
             print(f"{label}{result['name']}: {result['params'] / 1e6:.3f} M params, "
@@ -56,8 +71,11 @@ def cmd_build(argv: list[str]) -> int:
             print(f"{label}failed:\n{result['error']}", file=sys.stderr)
         return {k: v for k, v in result.items() if k in ("status", "params", "macs", "output_dir")}
 
+    # Progress and the sweep summary come from a Hydra callback (archdsl/sweep.py).
+    extra = ["hydra/callbacks=summary"] if multirun else []
     saved = sys.argv
-    sys.argv = ["archc build"] + open_params(argv[1:]) + search_path_override(config_dir)
+    sys.argv = ["archc build"] + _with_overrides(open_params(argv[1:]), search_path_override(config_dir) + extra)
+    sweep.LAST = None
     try:
         task()
     except SystemExit as e:
@@ -65,10 +83,62 @@ def cmd_build(argv: list[str]) -> int:
             return EXIT_USER_ERROR
     finally:
         sys.argv = saved
+    if sweep.LAST is not None:  # read from disk: right whatever process ran the jobs
+        rows = sweep.LAST.rows
+        for note in sweep.LAST.notes:
+            print(note, file=sys.stderr)
+        print(f"{len(rows) - failed_rows(rows)}/{len(rows)} jobs succeeded; "
+              f"summary.csv, summary.json, pareto.png in {sweep.LAST.sweep_dir}")
+        return EXIT_USER_ERROR if failed_rows(rows) else 0
     failed = sum(r["status"] != "ok" for r in results)
     if len(results) > 1:
         print(f"{len(results) - failed}/{len(results)} jobs succeeded")
     return EXIT_USER_ERROR if failed else 0
+
+
+def _with_overrides(args: list[str], ours: list[str]) -> list[str]:
+    """Add archc's overrides next to the user's: Hydra's argparse wants them in one run.
+
+    Overrides are the arguments with '=' (or '~key'); option values such as
+    `--cfg job` have neither.
+    """
+    idx = [i for i, a in enumerate(args) if "=" in a or a.startswith("~")]
+    at = idx[-1] + 1 if idx else 0
+    return args[:at] + ours + args[at:]
+
+
+def _default_out(kind: str, config: str) -> Path:
+    return Path(kind) / Path(config).stem / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="archc sweep", description="Sweep a config over a grid written in Hydra's override "
+        "grammar (a,b,c  range(a,b[,step])  choice(...)). Without --cost-only: `archc build -m`.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--cost-only", action="store_true",
+                   help="analytic reports only, in this process: no job folders, no weights")
+    p.add_argument("--out", help="output folder (default: sweeps/<config>/<date_time>; "
+                   "without --cost-only: Hydra's hydra.sweep.dir)")
+    p.add_argument("--hardware", help="hardware preset of pareto.png's time panel (default a100)")
+    a = p.parse_intermixed_args(argv)
+    if not a.cost_only:
+        extra = [f"hydra.sweep.dir={a.out}"] if a.out else []
+        extra += [f"hydra.callbacks.summary.hardware={a.hardware}"] if a.hardware else []
+        return cmd_build([a.config, "-m", *a.overrides, *extra])
+    from . import grid
+
+    out = Path(a.out) if a.out else _default_out("sweeps", a.config)
+    rows, notes = grid.run(a.config, a.overrides, out, a.hardware)
+    for note in notes:
+        print(note, file=sys.stderr)
+    bad = sum(r["status"] != "ok" for r in rows)
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"[{' '.join(r['overrides'])}] failed:\n{r['error']}", file=sys.stderr)
+    print(f"{len(rows) - bad}/{len(rows)} points succeeded; summary.csv, summary.json, pareto.png in {out}")
+    return EXIT_USER_ERROR if bad else 0
 
 
 def cmd_cost(argv: list[str]) -> int:
@@ -124,7 +194,8 @@ def cmd_presets(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "cost": cmd_cost, "check": cmd_check, "presets": cmd_presets}
+COMMANDS = {"build": cmd_build, "cost": cmd_cost, "check": cmd_check, "presets": cmd_presets,
+            "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

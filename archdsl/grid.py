@@ -1,0 +1,93 @@
+"""`archc sweep CONFIG OVERRIDES --cost-only`: a grid of analytic reports, in one process.
+
+The grid is Hydra's: the overrides are parsed by Hydra's OverridesParser
+(comma lists, `range()`, `choice()`, `glob()`, ...) and expanded by its
+BasicSweeper, so `archc build -m` with the same overrides runs the same
+points. Unlike a Hydra multirun, no job folders are made and the config is
+composed once per distinct setting of non-`params` keys: each point only
+sets its params and elaborates (archdsl.points).
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import plots, summary
+from .config import open_params
+from .errors import ConfigError
+from .points import Base
+from .progress import Meter
+
+
+@lru_cache(maxsize=1)
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """Each point's overrides, exactly as Hydra's BasicSweeper splits a multirun."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = _parser().parse_overrides(open_params(overrides))
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(" ".join(str(e).split("\n")[:2]).strip()) from None
+
+
+def _param_setting(override: str) -> tuple[str, Any] | None:
+    """`++params.wm=2.2` -> ('wm', 2.2); None for anything a point cannot just set."""
+    o = _parser().parse_override(override)
+    key = o.key_or_group
+    if o.is_delete() or o.package or not key.startswith("params.") or key.count(".") != 1:
+        return None
+    return key.split(".", 1)[1], o.value()
+
+
+def run(config: str, overrides: list[str], out: Path, hardware: str | None = None,
+        quiet: bool = False) -> tuple[list[dict], list[str]]:
+    """Evaluate every point of the grid; write summary.csv/json and pareto.png into `out`."""
+    jobs = expand(overrides)
+    settings: dict[str, tuple[str, Any] | None] = {}  # each distinct override string, parsed once
+    bases: dict[tuple[str, ...], Base] = {}
+    meter = Meter(len(jobs), "points")
+    rows = []
+    t0 = time.perf_counter()
+    for i, job in enumerate(jobs):
+        point, rest = {}, []
+        for o in job:
+            if o not in settings:
+                settings[o] = _param_setting(o)
+            s = settings[o]
+            if s is None:
+                rest.append(o)
+            else:
+                point[s[0]] = s[1]
+        key = tuple(rest)
+        base = bases.get(key)
+        if base is None:  # a new setting of the other keys: compose it once
+            base = bases[key] = Base(config, rest)
+            base.check(point, [o[2:] if o.startswith("++params.") else o for o in job])  # as typed
+            if hardware and hardware not in base.cfg.hardware:
+                raise ConfigError(f"no hardware preset '{hardware}'",
+                                  hint=f"presets: {', '.join(base.cfg.hardware)}")
+        rows.append(summary.row(i, job, base.evaluate(point)))
+        if not quiet and (i & 63) == 0:
+            meter.update(i + 1, summary.failed(rows))
+    seconds = time.perf_counter() - t0
+    if not quiet:
+        meter.update(len(rows), summary.failed(rows), force=True)
+    first = next(iter(bases.values()), None)
+    meta = {"config": config, "overrides": overrides, "points": len(rows), "seconds": seconds,
+            "title": f"{first.name if first else config}: {len(rows)} points (cost only)"}
+    summary.write(out, rows, meta)
+    ridges = {h.name: h.ridge_point for h in first.cfg.hardware_list()} if first else {}
+    note = plots.pareto_png(out / "pareto.png", rows, hardware, ridges, title=meta["title"])
+    return rows, [note] if note else []
+
