@@ -13,6 +13,9 @@ Convention (also written into every report):
   inputs and write their output.
 - roofline time of a layer: max(MACs / PeakMACs, bytes / PeakMemBW), summed
   over layers (MobileNetV4's model).
+- a deployed report ("deployed": true; deploy=true) counts the folded graph
+  that archdsl.deploy builds: BatchNorms folded into the convolutions before
+  them (which gain a bias), sums of linear branches fused into one convolution.
 """
 from __future__ import annotations
 
@@ -197,7 +200,8 @@ class Report:
 
     def summary(self) -> str:
         t = self.total
-        s = (f"{self.name}: {t.params / 1e6:.3f} M params, {t.macs / 1e9:.3f} GMACs, "
+        name = self.name + (" (deployed)" if self.deployed else "")
+        s = (f"{name}: {t.params / 1e6:.3f} M params, {t.macs / 1e9:.3f} GMACs, "
              f"{t.activations / 1e6:.2f} M activations, {t.bytes / 1e6:.1f} MB ({self.dtype})")
         if self.hardware:
             s += "\n  roofline: " + ", ".join(f"{hw.name} {self.roofline(hw) * 1e3:.3f} ms" for hw in self.hardware)
@@ -223,8 +227,9 @@ def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
                              c.params * nbytes, io_bytes))
         elif isinstance(node, ir.Residual):
             add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
-            if node.gain is not None:  # the learnable scalar on the body
-                add = replace(add, params=1, weight_bytes=nbytes)
+            if node.gain is not None:  # the learnable gain on the body: a scalar or one per channel
+                n = node.out_shape[0] if node.gain_per_channel else 1
+                add = replace(add, params=n, weight_bytes=n * nbytes)
             out.append(add)
         elif isinstance(node, ir.Parallel):
             kind = "add" if node.join == "sum" else "concat"

@@ -376,7 +376,7 @@ class Elaborator:
     def _s_Residual(self, s: A.Residual, env, shape, sink):
         self._need_nodes(sink, s.loc, "residual")
         f = self._flags("residual", s.args, env, {"when": True, "drop_path": False, "gain": False,
-                                                   "shortcut_first": False}, s.loc)
+                                                   "per_channel": False, "shortcut_first": False}, s.loc)
         gain = f["gain"]
         if gain is True or not isinstance(gain, (int, float)):  # false: no gain
             raise self.error(f"residual: gain is the scalar's initial value or false, not {gain!r}", s.loc)
@@ -399,7 +399,8 @@ class Elaborator:
             self.path.pop()
         gain = None if gain is False else float(gain)
         sink.nodes.append(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
-                                      bool(f["drop_path"]), gain, bool(f["shortcut_first"])))
+                                      bool(f["drop_path"]), gain, bool(f["per_channel"]) and gain is not None,
+                                      bool(f["shortcut_first"])))
         return body.out_shape
 
     def _s_Branch(self, s: A.Branch, env, shape, sink):

@@ -43,6 +43,9 @@ class Residual(Node):
     # A learnable scalar on the body, shortcut(x) + g * body(x), starting at
     # this value (SkipInit, ReZero); None: no scalar.
     gain: float | None = None
+    # One gain per channel instead of one scalar (a layer scale held by the
+    # block, as timm's ConvNeXt holds its gamma: first in the state dict).
+    gain_per_channel: bool = False
     # Register the shortcut's layers before the body's (timm's pre-activation
     # blocks do), so weights port by position; the computation is unchanged.
     shortcut_first: bool = False

@@ -41,7 +41,8 @@ class _Lowering:
                 self.index += 1
                 dp = DropPath(rate) if rate > 0 else None
             short = self.seq(n.shortcut) if n.shortcut is not None else None
-            return Residual(self.seq(n.body), short, dp, n.gain, n.shortcut_first)
+            return Residual(self.seq(n.body), short, dp, n.gain, n.shortcut_first,
+                            n.out_shape[0] if n.gain_per_channel else 0)
         if isinstance(n, ir.Parallel):
             branches = [self.seq(b) for b in n.branches]
             return ParallelSum(branches) if n.join == "sum" else ParallelConcat(branches)
@@ -69,6 +70,7 @@ class Network(nn.Module):
         stem_ir, stages_ir, head_ir = spec.children
         residuals = sum(1 for n in ir.walk(spec) if isinstance(n, ir.Residual) and n.drop_path)
         low = _Lowering(drop_path_rate, residuals)
+        self.spec = spec  # the IR it was built from: archdsl.deploy rewrites it
         self.drop_path_rate = drop_path_rate
         self.stem = low.seq(stem_ir)
         self.stages = nn.Sequential(*[Stage(low.children(s)) for s in stages_ir.children])

@@ -27,11 +27,13 @@ class Residual(nn.Module):
     """shortcut(x) + [gain *] drop_path(body(x))."""
 
     def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None,
-                 gain: float | None = None, shortcut_first: bool = False):
+                 gain: float | None = None, shortcut_first: bool = False, gain_channels: int = 0):
         super().__init__()
-        # A module's own parameters come first in its state dict, as timm's skipinit_gain does.
+        # A module's own parameters come first in its state dict, as timm's
+        # skipinit_gain (a scalar) and ConvNeXt's gamma (per channel) do.
         self.gain_init = gain
-        self.gain = nn.Parameter(torch.empty(())) if gain is not None else None
+        shape = (gain_channels, 1, 1) if gain_channels else ()
+        self.gain = nn.Parameter(torch.empty(shape)) if gain is not None else None
         if shortcut_first:  # registration order only: state-dict order for ports
             self.shortcut = shortcut
         self.body = body

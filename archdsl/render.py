@@ -39,7 +39,8 @@ def render(spec: ir.Seq) -> str:
                 visit(c, n, depth + 1)
         elif isinstance(node, ir.Residual):
             line(depth, f"{name}: residual" + (" (drop path)" if node.drop_path else "")
-                 + (f" (gain, init {node.gain:g})" if node.gain is not None else ""), node)
+                 + (f" ({'per-channel ' if node.gain_per_channel else ''}gain, init {node.gain:g})"
+                    if node.gain is not None else ""), node)
             for part_name, part in node.parts():
                 visit(part, part_name, depth + 1)
         elif isinstance(node, (ir.Parallel, ir.Split)):

@@ -46,26 +46,32 @@ def counted_macs(m: torch.nn.Module, input_shape, device: str = "cpu") -> int:
     return fc.get_total_flops() // 2
 
 
+def randomize_small_tensors(model: torch.nn.Module) -> None:
+    """Random BN statistics and random scalar/per-channel parameters (norm
+    affines, biases, gains, layer scales, GRN), so that a port which swaps or
+    misplaces any of them cannot pass — at their initial values (ones, zeros,
+    1e-6 layer scales, zero skip-init gains) many blocks would be near-identities."""
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+        for name, p in model.named_parameters():
+            if p.ndim > 1:
+                continue
+            if name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+            elif p.abs().mean() < 0.1:  # layer scales, skip-init gains, GRN: start small
+                p.uniform_(0.1, 0.3)
+            else:
+                p.uniform_(0.5, 1.5)
+
+
 def max_output_difference(preset: str, ref_name: str, seed: int = 0) -> float:
     """Copy the reference's weights into the compiled preset; compare eval outputs."""
     torch.manual_seed(seed)
     ref = reference(ref_name).eval()
-    # Random BN statistics, so a port that mixes up buffers cannot pass.
-    with torch.no_grad():
-        for mod in ref.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.5, 0.5)
-            # Normalizer-free nets start each residual branch at zero (skipinit
-            # or last-conv gain) and their convs' biases at zero: made random,
-            # so the branches reach the output and swapped tensors show.
-            for name in ("gain", "skipinit_gain"):
-                if isinstance(getattr(mod, name, None), torch.nn.Parameter):
-                    getattr(mod, name).uniform_(0.5, 1.5)
-                    if getattr(mod, "bias", None) is not None:
-                        mod.bias.uniform_(-0.5, 0.5)
+    randomize_small_tensors(ref)
     compiled = archdsl.compile(preset)
     net = compiled.module().eval()
     from_reference(net, ref.state_dict())
