@@ -141,6 +141,31 @@ def cmd_sweep(argv: list[str]) -> int:
     return EXIT_USER_ERROR if bad else 0
 
 
+def cmd_search(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="archc search", description="Sample a design space (conf/spaces/*.yaml or a file), "
+        "reject points that break its cost constraints, keep the first K distinct ones as configs.")
+    p.add_argument("space", help="a space file, or the name of a bundled one (conf/spaces)")
+    p.add_argument("--samples", type=int, default=10000, help="points to draw (default 10000)")
+    p.add_argument("--keep", type=int, default=100, help="points to keep, at most (default 100; 0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: searches/<space>/<date_time>)")
+    p.add_argument("--hardware", help="hardware preset of the time plots (default a100)")
+    a = p.parse_args(argv)
+    if a.samples < 1 or a.keep < 0:
+        p.error("--samples must be >= 1 and --keep >= 0")
+    from . import search
+
+    out = Path(a.out) if a.out else _default_out("searches", a.space)
+    rows, stats, notes = search.run(a.space, a.samples, a.keep or None, a.seed, out, a.hardware)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(search.describe(stats))
+    print(f"kept {len(rows)} configs in {out / 'configs'}; summary.csv, summary.json, histograms.png, "
+          f"pareto.png in {out}")
+    return 0
+
+
 def cmd_cost(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="archc cost", description="Print the analytic cost report.")
     p.add_argument("config")
@@ -195,7 +220,7 @@ def cmd_presets(argv: list[str]) -> int:
 
 
 COMMANDS = {"build": cmd_build, "cost": cmd_cost, "check": cmd_check, "presets": cmd_presets,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep, "search": cmd_search}
 
 
 def main(argv: list[str] | None = None) -> int:

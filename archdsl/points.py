@@ -21,7 +21,7 @@ from .config import ArchConfig, compose, validate
 from .elaborate import elaborate
 from .errors import ArchError
 from .program import find_recipe, load_program
-from .resources import conf_dir
+from .resources import conf_dir, recipes_dir
 
 
 def stage_count(spec: ir.Seq) -> int:
@@ -73,14 +73,20 @@ class Base:
     def defaults_entry(self) -> tuple[str | None, dict]:
         """How a written point refers to this base: a bundled preset by name, else base + the config."""
         skip = {"name", "params", "hardware"}
+        mine = self.cfg.model_dump(exclude=skip)
         if self.config_dir.resolve() == conf_dir().resolve():
-            # Keep what this base's own overrides changed (dtype=fp16, ...).
-            data, name, _ = compose(self.name)
-            plain = validate(data, name).model_dump(exclude=skip)
-            return self.name, {k: v for k, v in self.cfg.model_dump(exclude=skip).items() if v != plain[k]}
-        recipe = str(find_recipe(self.cfg.recipe, [self.config_dir.parent, self.config_dir]))
+            # Keep what this base's own overrides changed (dtype=fp16, recipe=anynet, ...).
+            try:
+                data, name, _ = compose(self.name)
+                plain = validate(data, name).model_dump(exclude=skip)
+            except ArchError:  # base.yaml itself: no recipe until overridden
+                plain = ArchConfig(recipe="").model_dump(exclude=skip)
+            return self.name, {k: v for k, v in mine.items() if v != plain.get(k)}
         keep = self.cfg.model_dump(exclude=skip, exclude_defaults=True)
-        return "base", {**keep, "recipe": recipe, "params": dict(self.cfg.params)}
+        recipe = find_recipe(self.cfg.recipe, [self.config_dir.parent, self.config_dir])
+        bundled = recipes_dir().resolve()
+        keep["recipe"] = recipe.stem if recipe.parent == bundled else str(recipe)
+        return "base", {**keep, "params": dict(self.cfg.params)}
 
     def write_config(self, path: Path, point: dict[str, Any], comment: str = "",
                      extra: dict | None = None) -> Path:
