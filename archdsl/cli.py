@@ -166,6 +166,59 @@ def cmd_search(argv: list[str]) -> int:
     return 0
 
 
+def _numbers(text: str) -> list[float]:
+    """'1,2,3' or '1..7' (integers) -> numbers."""
+    if ".." in text:
+        lo, hi = text.split("..")
+        return list(range(int(lo), int(hi) + 1))
+    return [float(x) if "." in x else int(x) for x in text.split(",") if x]
+
+
+def cmd_scale(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="archc scale", description="Scaling rules: efficientnet (compound), dwr (Dollar et al. "
+        "fast compound), resnext (iso-FLOP group width). Writes configs archc build runs.")
+    p.add_argument("rule", choices=["efficientnet", "dwr", "resnext"])
+    p.add_argument("config")
+    p.add_argument("--out", help="output folder (default: scaled/<config>/<date_time>)")
+    p.add_argument("--hardware", help="hardware preset of the time column (default a100)")
+    g = p.add_argument_group("efficientnet")
+    g.add_argument("--phi", default="1,2,3", help="compound coefficients, e.g. 1,2,3 or 1..7")
+    g.add_argument("--alpha", type=float, default=1.2, help="depth base (default 1.2)")
+    g.add_argument("--beta", type=float, default=1.1, help="width base (default 1.1)")
+    g.add_argument("--gamma", type=float, default=1.15, help="resolution base (default 1.15)")
+    g.add_argument("--search", action="store_true",
+                   help="grid-search alpha, beta, gamma with alpha*beta^2*gamma^2 ~ 2 at phi=1")
+    g.add_argument("--grid-step", type=float, default=0.05)
+    g.add_argument("--tolerance", type=float, default=0.1,
+                   help="relative: on alpha*beta^2*gamma^2 = 2, and on the real MACs doubling")
+    g.add_argument("--objective", choices=["time", "activations", "macs"], default="time",
+                   help="rank candidates by roofline time per MAC, activations per MAC, or closeness to 2x MACs")
+    g.add_argument("--keep", type=int, default=3, help="configs written for the best candidates")
+    d = p.add_argument_group("dwr")
+    d.add_argument("--factor", default="2,4,8", help="FLOP scaling factors s")
+    d.add_argument("--a", type=float, default=0.8, help="share of width (1: width only, 1/3: dwr uniform)")
+    r = p.add_argument_group("resnext")
+    r.add_argument("--groups", default="1,2,4,8,16,32,64", help="group counts G")
+    a = p.parse_args(argv)
+    from . import scale
+
+    out = Path(a.out) if a.out else _default_out("scaled", a.config)
+    try:
+        phis, factors, groups = _numbers(a.phi), _numbers(a.factor), [int(x) for x in _numbers(a.groups)]
+    except ValueError:
+        p.error("--phi, --factor and --groups take comma-separated numbers (or a..b)")
+    rows = scale.run(a.rule, a.config, out, phis=phis, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
+                     search=a.search, grid_step=a.grid_step, tolerance=a.tolerance, objective=a.objective,
+                     hardware=a.hardware, keep=a.keep, factors=factors, a=a.a, groups=groups)
+    shown = [rows[0]] + (sorted((x for x in rows if "rank" in x), key=lambda x: x["rank"])
+                         if a.search else rows[1:])
+    print(scale.table(shown, a.hardware))
+    written = sum("config" in x for x in rows[1:])
+    print(f"wrote {written} configs to {out / 'configs'}; summary.csv, summary.json in {out}")
+    return EXIT_USER_ERROR if any(x["status"] != "ok" for x in rows) else 0
+
+
 def cmd_cost(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="archc cost", description="Print the analytic cost report.")
     p.add_argument("config")
@@ -220,7 +273,7 @@ def cmd_presets(argv: list[str]) -> int:
 
 
 COMMANDS = {"build": cmd_build, "cost": cmd_cost, "check": cmd_check, "presets": cmd_presets,
-            "sweep": cmd_sweep, "search": cmd_search}
+            "sweep": cmd_sweep, "search": cmd_search, "scale": cmd_scale}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,17 +56,22 @@ def _anynet_blocks(p: Params, n: int):
     return w[rows, si], b[rows, si], g[rows, si], start, valid
 
 
+def _compatible(w_raw, b, gw):
+    """Stage widths and group widths made compatible, as both recipes do (pycls's rule)."""
+    with np.errstate(all="ignore"):
+        inner0 = np.trunc(w_raw * b)
+        g = np.minimum(gw, inner0)
+        width = np.trunc(np.round(inner0 / g) * g / b)
+    return width.astype(np.int64), g.astype(np.int64)
+
+
 def _xblock_costs(p: Params, n: int, w_raw, b, gw, start, valid) -> dict[str, np.ndarray]:
     """Totals of stem + regnet_bottleneck blocks (blocks/regnet.arch) + head."""
     i64 = np.int64
     with np.errstate(all="ignore"):
         ok = np.where(valid, np.isfinite(w_raw) & (w_raw > 0), True).all(1)
         w_raw = np.where(valid & np.isfinite(w_raw), w_raw, 8)
-        # Stage widths made compatible with the group width (both recipes).
-        inner0 = np.trunc(w_raw * b)
-        g = np.minimum(gw, inner0)
-        width = np.trunc(np.round(inner0 / g) * g / b).astype(i64)
-        g = g.astype(i64)
+    width, g = _compatible(w_raw, b, gw)
     # Inside the block: inner width, groups, and the 3x3's inputs per output.
     inner = np.round(width * b).astype(i64)
     per_out = inner // np.maximum(inner // np.maximum(g, 1), 1) * 9
@@ -112,6 +117,18 @@ def regnet(p: Params, n: int) -> dict[str, np.ndarray]:
 
 def anynet(p: Params, n: int) -> dict[str, np.ndarray]:
     return _xblock_costs(p, n, *_anynet_blocks(p, n))
+
+
+def stage_lists(network: str, params: dict) -> dict[str, list]:
+    """One RegNet/AnyNet point as AnyNet's per-stage lists (pycls's regnet_cfg_to_anynet_cfg)."""
+    p = {k: np.asarray([v]) for k, v in params.items()}
+    w_raw, b, gw, start, valid = (_regnet_blocks if network == "regnet" else _anynet_blocks)(p, 1)
+    b, gw = np.broadcast_to(b, w_raw.shape), np.broadcast_to(gw, w_raw.shape)
+    width, g = _compatible(w_raw, b, gw)
+    starts = np.flatnonzero(start[0]).tolist()
+    ends = starts[1:] + [int(valid[0].sum())]
+    return {"depths": [e - s for s, e in zip(starts, ends)], "widths": [int(width[0, s]) for s in starts],
+            "group_ws": [int(g[0, s]) for s in starts], "bottlenecks": [float(b[0, s]) for s in starts]}
 
 
 # network name -> estimator; the search uses one only when its network is listed here.

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from . import ast as A
 from . import ir
 from .api import Compiled, check_params, compile_config
 from .build import _write as write_atomic
@@ -52,6 +53,21 @@ class Base:
     def params(self, point: dict[str, Any]) -> dict[str, Any]:
         return {**self.cfg.params, **point}
 
+    def defaults(self) -> dict[str, Any]:
+        """The network's parameters whose defaults are constants (`res = 224`), by name."""
+        out = {}
+        for p in self.network.params:
+            try:
+                out[p.name] = _const(p.default)
+            except ValueError:
+                continue
+        return out
+
+    def values(self, keys) -> dict[str, Any]:
+        """What the base sets these parameters to: its config, else the network's default."""
+        d = self.defaults()
+        return {k: self.cfg.params.get(k, d.get(k)) for k in keys}
+
     def compiled(self, point: dict[str, Any]) -> Compiled:
         params = self.params(point)
         if self.cfg.deploy:  # the deployed graph takes compile_config's extra passes
@@ -89,18 +105,35 @@ class Base:
         return "base", {**keep, "params": dict(self.cfg.params)}
 
     def write_config(self, path: Path, point: dict[str, Any], comment: str = "",
-                     extra: dict | None = None) -> Path:
-        """A YAML `archc build` loads: `defaults: [<preset or base>, _self_]` + the point's params."""
-        parent, body = self.defaults_entry()
+                     recipe: str | None = None) -> Path:
+        """A YAML `archc build` loads: `defaults: [<preset or base>, _self_]` + the point's params.
+
+        `recipe`: the point is a network of another recipe (a RegNet scaled as
+        an AnyNet); it then starts from base and `point` holds all its params.
+        """
+        if recipe is None:
+            parent, body = self.defaults_entry()
+        else:
+            skip = {"name", "params", "hardware", "recipe", "network"}
+            parent, body = "base", {**self.cfg.model_dump(exclude=skip, exclude_defaults=True), "recipe": recipe}
         doc: dict[str, Any] = {"defaults": [parent, "_self_"]}
         doc.update(body)
-        doc.update(extra or {})
         doc["params"] = {**doc.get("params", {}), **_plain(point)}
         text = (f"# {comment}\n" if comment else "") + yaml.safe_dump(doc, sort_keys=False,
                                                                       default_flow_style=None)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text)
         return path
+
+
+def _const(e: A.Expr | None) -> Any:
+    if isinstance(e, A.Const):
+        return e.value
+    if isinstance(e, A.Neg) and isinstance(e.operand, A.Const):
+        return -e.operand.value if e.op == "-" else e.operand.value
+    if isinstance(e, A.ListExpr):
+        return [_const(x) for x in e.items]
+    raise ValueError("not a constant")
 
 
 def _plain(point: dict) -> dict:

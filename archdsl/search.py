@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from . import ast as A
 from . import plots, summary
 from .errors import ConfigError
 from .estimate import ESTIMATORS, NEEDS, SHAPE_PARAMS, structure_key
@@ -51,30 +50,13 @@ class Stats:
         self.rejected[key] = self.rejected.get(key, 0) + n
 
 
-def _const(e: A.Expr | None) -> Any:
-    if isinstance(e, A.Const):
-        return e.value
-    if isinstance(e, A.Neg) and isinstance(e.operand, A.Const):
-        return -e.operand.value if e.op == "-" else e.operand.value
-    if isinstance(e, A.ListExpr):
-        return [_const(x) for x in e.items]
-    raise ValueError("not a constant")
-
-
 def _estimator(base: Base, space: Space):
     """The network's closed-form estimator with its fixed parameters, or None."""
     name = base.network.name
     if name not in ESTIMATORS:
         return None
-    fixed = {}
-    for p in base.network.params:
-        if p.name in space.params:
-            continue
-        try:
-            fixed[p.name] = base.cfg.params[p.name] if p.name in base.cfg.params else _const(p.default)
-        except ValueError:
-            return None
-    if any(k not in fixed and k not in space.params for k in NEEDS[name]):
+    fixed = {k: v for k, v in base.values(NEEDS[name]).items() if k not in space.params}
+    if any(v is None for v in fixed.values()):
         return None
     return name, fixed
 
