@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ir
+from . import ir, passes
 from .ast import SourceFile
 from .config import ArchConfig, compose, validate
 from .cost import Report, report
@@ -24,7 +24,8 @@ class Compiled:
     overrides: tuple[str, ...]
 
     def report(self) -> Report:
-        return report(self.spec, self.config.name, self.config.dtype, self.config.hardware_list())
+        return report(self.spec, self.config.name, self.config.dtype, self.config.hardware_list(),
+                      deployed=self.config.deploy)
 
     def module(self, device=None) -> Network:
         return build_module(self.spec, self.config.drop_path_rate, device)
@@ -57,6 +58,8 @@ def compile_config(cfg: ArchConfig, overrides=(), config_dir: Path | None = None
     program = load_program(find_recipe(cfg.recipe, roots), roots)
     check_params(program, cfg, overrides)
     spec = elaborate(program, cfg.params, cfg.network)
+    if cfg.deploy:  # the inference graph: BN folded, linear branches fused
+        spec = passes.deploy(spec).spec
     return Compiled(cfg, program, spec, tuple(overrides))
 
 
@@ -68,12 +71,17 @@ def compile(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
 
 
 def load(config: str | Path, overrides: tuple[str, ...] | list[str] = (), device=None,
-         weights: str | Path | None = None) -> Network:
+         weights: str | Path | None = None, deploy: bool = False) -> Network:
     """Build the torch module of a config.
 
     `config` may also be an `archc build` output directory: its resolved
     config is used and its model.pt loaded. `weights`: a saved state dict.
+    `deploy=True` (as the override `deploy=true`) builds the deployed graph;
+    `weights` are then the deployed module's (`archdsl.deploy` turns a trained
+    module into its deployed form).
     """
+    if deploy:
+        overrides = [*overrides, "deploy=true"]
     net = compile(config, overrides).module(device)
     if weights is None and Path(config).is_dir() and (Path(config) / "model.pt").is_file():
         weights = Path(config) / "model.pt"

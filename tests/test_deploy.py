@@ -1,0 +1,194 @@
+"""Deploy passes (archdsl/passes): BatchNorm folding and linear-branch fusion.
+
+Every bundled preset is deployed from a module with random BatchNorm
+statistics and compared with it in eval mode; small specs exercise the cases
+the zoo does not (groups, dilation, nested sums, residual and gate bodies,
+what must be left alone); RepVGG's deploy form is compared with timm's
+re-parameterized models.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from reference import counted_macs, n_params
+
+import archdsl
+from archdsl.elaborate import elaborate
+from archdsl.lower import build_module
+from archdsl.modules import ParallelSum, Residual
+from archdsl.program import load_program
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = sorted(p.stem for p in (ROOT / "conf").glob("*.yaml") if p.stem != "base")
+RES = 64  # small, so the zoo runs in about a minute; deploying does not depend on it
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # On a small shared machine 2 intra-op threads stall on barriers whenever
+    # another process holds a core (bench/README.md); 1 is faster and steady.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def trained(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random BatchNorm statistics and affine, so that every fold matters (as after training)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t, lo, hi in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.5, 2.0),
+                                  (m.weight, 0.5, 1.5), (m.bias, -0.5, 0.5)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    return net.eval()
+
+
+def max_diff(a: torch.nn.Module, b: torch.nn.Module, shape, seed: int = 1) -> float:
+    x = torch.randn((2, *shape), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return (a(x) - b(x)).abs().max().item()
+
+
+def count(module: torch.nn.Module, kind: type) -> int:
+    return sum(isinstance(m, kind) for m in module.modules())
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_deploys_to_the_same_function(preset):
+    overrides = [f"params.res={RES}"]
+    net = trained(archdsl.compile(preset, overrides).module())
+    deployed = archdsl.deploy(net)
+    shape = net.input_shape
+    assert max_diff(net, deployed, shape) <= TOL
+    assert count(deployed, torch.nn.BatchNorm2d) <= count(net, torch.nn.BatchNorm2d)
+    # The deployed report (deploy=true) describes this very module.
+    rep = archdsl.cost(preset, overrides + ["deploy=true"])
+    assert rep.deployed
+    assert rep.total.params == n_params(deployed)
+    assert rep.total.macs == counted_macs(deployed, shape)
+
+
+SMALL = """
+network small(res = 12) {
+  input(4, res, res)
+  stem { conv(8, 3) bn relu }
+  stage {
+    parallel sum {                 # grouped, nested, a 5x5, identity with and without bn
+      branch { bn }
+      branch { }
+      branch { parallel sum { branch { conv(8, 5, groups: 2) bn } branch { conv(8, 1, groups: 2) bn } } }
+      branch { conv(8, 3, groups: 2, bias: true) }
+    }
+    bn relu                        # a bn after the sum folds into the fused conv
+    parallel sum { branch { conv(16, 3, stride: 2) bn } branch { conv(16, 1, stride: 2) bn } }
+    relu
+    parallel sum { branch { conv(16, 3, dilation: 2) bn } branch { conv(16, 1) bn } branch { bn } }
+    relu
+    parallel sum { branch { conv(16, 3, padding: "same") bn } branch { conv(16, 1, padding: "same") bn } }
+  }
+  stage {
+    residual { conv(16, 3) bn }    # a linear body on the identity: one conv
+    relu
+    residual { conv(16, 3) bn relu conv(16, 1) bn } shortcut { conv(16, 1) bn }
+    relu
+    gate { global_pool conv(16, 1) bn sigmoid }
+    split { branch { } branch { conv(8, 3, groups: 8) bn } }
+    parallel sum { branch { conv(16, 3, groups: 2) bn } branch { conv(16, 3, groups: 4) bn } }
+    avg_pool(2) bn relu            # no conv before this bn: it stays
+  }
+  head { global_pool linear(10) }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    f = tmp_path_factory.mktemp("spec") / "small.arch"
+    f.write_text(SMALL)
+    torch.manual_seed(0)
+    net = trained(build_module(elaborate(load_program(f), {})))
+    with torch.no_grad():  # biases too, for the one conv that has its own
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+                m.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+def test_small_spec_deploys_to_the_same_function(small):
+    assert max_diff(small, archdsl.deploy(small), small.input_shape) <= TOL
+
+
+def test_small_spec_deployed_structure(small):
+    d = archdsl.deploy(small)
+    stage0 = d.stages[0].blocks
+    # Each sum of stage 0 (and the BN after the first) is one conv with a bias.
+    convs = [m for m in stage0 if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 == len(stage0) - 3  # and three relus
+    assert [(c.kernel_size, c.stride, c.groups, c.dilation) for c in convs] == [
+        ((5, 5), (1, 1), 2, (1, 1)), ((3, 3), (2, 2), 1, (1, 1)), ((3, 3), (1, 1), 1, (2, 2)),
+        ((3, 3), (1, 1), 1, (1, 1))]
+    assert all(c.bias is not None for c in convs)
+    stage1 = d.stages[1].blocks
+    assert isinstance(stage1[0], torch.nn.Conv2d)  # the residual with a linear body
+    assert count(stage1, Residual) == 1  # the other keeps its add (its body is not linear)
+    assert count(stage1, ParallelSum) == 1  # groups 2 and 4 do not fuse
+    assert count(d, torch.nn.BatchNorm2d) == 1  # the one after the pool
+    assert count(small, torch.nn.BatchNorm2d) == 1 + 11 + 9  # stem, stage 0, stage 1
+
+
+def test_deploy_is_idempotent(small):
+    once = archdsl.deploy(small)
+    twice = archdsl.deploy(once)
+    assert [(k, v.shape) for k, v in once.state_dict().items()] == \
+        [(k, v.shape) for k, v in twice.state_dict().items()]
+    assert max_diff(once, twice, small.input_shape) == 0.0
+
+
+def test_deploy_needs_an_archdsl_module():
+    with pytest.raises(TypeError, match="archdsl"):
+        archdsl.deploy(torch.nn.Conv2d(3, 3, 1))
+
+
+REPVGG = [p for p in PRESETS if p.startswith("repvgg_")]
+
+
+@pytest.mark.parametrize("preset", REPVGG)
+def test_repvgg_deploys_to_timms_reparameterized_model(preset):
+    import timm
+    from timm.utils.model import reparameterize_model
+
+    with torch.device("meta"):  # counts only: no memory, no init
+        ref = reparameterize_model(timm.create_model(preset).eval())
+        ours = archdsl.load(preset, deploy=True)
+    assert n_params(ours) == n_params(ref) == archdsl.cost(preset, ["deploy=true"]).total.params
+
+
+def test_load_repvgg_deploy_gives_one_conv_per_block():
+    net = archdsl.load("repvgg_a0", ["params.res=64"], deploy=True)
+    blocks = [net.stem[0]] + [b for s in net.stages for b in s.blocks]
+    assert len(blocks) == 1 + 2 + 4 + 14 + 1
+    for b in blocks:
+        assert [type(m).__name__ for m in b] == ["Conv2d", "ReLU"]
+        assert b[0].kernel_size == (3, 3) and b[0].bias is not None
+    assert count(net, torch.nn.BatchNorm2d) == 0 and count(net, ParallelSum) == 0
+
+
+def test_archc_build_deploy_writes_the_deployed_report(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "archdsl", "build", "resnet18", "deploy=true"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = next((tmp_path / "outputs" / "resnet18").iterdir())
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["deployed"] is True and "deployed" in rep["convention"]
+    assert "(deployed graph)" in (out / "report.md").read_text().splitlines()[0]
+    net = archdsl.load(out)  # its config says deploy: true; model.pt holds the deployed weights
+    assert count(net, torch.nn.BatchNorm2d) == 0
+    assert rep["total"]["params"] == n_params(net)
+    train_form = archdsl.cost("resnet18")
+    assert not train_form.deployed and train_form.total.params > rep["total"]["params"]
