@@ -28,33 +28,58 @@ def _parser():
     return OverridesParser.create()
 
 
-def expand(overrides: list[str]) -> list[list[str]]:
-    """Each point's overrides, exactly as Hydra's BasicSweeper splits a multirun."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+def _parse(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        parsed = _parser().parse_overrides(open_params(overrides))
-        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        return _parser().parse_overrides(open_params(overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(" ".join(str(e).split("\n")[:2]).strip()) from None
 
 
-def _param_setting(override: str) -> tuple[str, Any] | None:
-    """`++params.wm=2.2` -> ('wm', 2.2); None for anything a point cannot just set."""
-    o = _parser().parse_override(override)
-    key = o.key_or_group
-    if o.is_delete() or o.package or not key.startswith("params.") or key.count(".") != 1:
-        return None
-    return key.split(".", 1)[1], o.value()
+def expand(overrides: list[str], parsed=None) -> list[list[str]]:
+    """Each point's overrides, exactly as Hydra's BasicSweeper splits a multirun."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = _parse(overrides) if parsed is None else parsed
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _settings(parsed) -> dict[str, tuple[str, Any] | None]:
+    """Every `key=value` string a job can hold -> (param, value) when a point can just set it.
+
+    Values come from the parsed sweeps themselves (no re-parsing: Hydra's
+    parser costs ~1 ms a string); None marks overrides that need composing.
+    """
+    from hydra.core.override_parser.types import QuotedString, Transformer
+
+    def plain(v):
+        if isinstance(v, QuotedString):
+            return v.text
+        return [plain(x) for x in v] if isinstance(v, list) else v
+
+    out: dict[str, tuple[str, Any] | None] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        name = o.key_or_group.split(".", 1)[1] if (
+            o.key_or_group.startswith("params.") and o.key_or_group.count(".") == 1
+            and not o.is_delete() and not o.package) else None
+        if o.is_sweep_override():  # (text, value) pairs from one pass: shuffled sweeps stay paired
+            pairs = o.sweep_iterator(transformer=lambda v: (Transformer.str(v), plain(v)))
+        else:
+            pairs = [(o.get_value_element_as_str(), plain(o.value()))]
+        for text, value in pairs:
+            out[f"{key}={text}"] = (name, value) if name else None
+    return out
 
 
 def run(config: str, overrides: list[str], out: Path, hardware: str | None = None,
         quiet: bool = False) -> tuple[list[dict], list[str]]:
     """Evaluate every point of the grid; write summary.csv/json and pareto.png into `out`."""
-    jobs = expand(overrides)
-    settings: dict[str, tuple[str, Any] | None] = {}  # each distinct override string, parsed once
+    parsed = _parse(overrides)
+    jobs = expand(overrides, parsed)
+    settings = _settings(parsed)
     bases: dict[tuple[str, ...], Base] = {}
     meter = Meter(len(jobs), "points")
     rows = []
@@ -62,8 +87,6 @@ def run(config: str, overrides: list[str], out: Path, hardware: str | None = Non
     for i, job in enumerate(jobs):
         point, rest = {}, []
         for o in job:
-            if o not in settings:
-                settings[o] = _param_setting(o)
             s = settings[o]
             if s is None:
                 rest.append(o)

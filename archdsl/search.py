@@ -164,7 +164,7 @@ def write(space: Space, base: Base, rows: list[dict], stats: Stats, seed: int, o
     for r in rows:
         point = {k[7:]: v for k, v in r.items() if k.startswith("params.")}
         path = base.write_config(cfg_dir / f"{space.name}_{r['job']:04d}.yaml", point,
-                                 comment=f"sample {r['sample']} of {space.path} (seed {seed}); "
+                                 comment=f"sample {r['sample']} of space {space.label()} (seed {seed}); "
                                          f"{r['macs'] / 1e6:.1f} MMACs, {r['params'] / 1e6:.2f} M params")
         r["config"] = str(path)
     meta = {"space": space.path, "base": space.base, "seed": seed, "constraints": space.constraints,

@@ -129,6 +129,11 @@ class Space(BaseModel):
         """n points, one array per parameter, drawn in the space's parameter order."""
         return {k: s.draw(rng, (n,)) for k, s in self.params.items()}
 
+    def label(self) -> str:
+        """A bundled space by name, any other by its path."""
+        bundled = (conf_dir() / "spaces").resolve()
+        return self.name if Path(self.path).resolve().parent == bundled else self.path
+
     def base_path(self) -> str:
         """The base as `archc build` finds it: relative to the space file when a file is there."""
         rel = Path(self.path).parent / self.base

@@ -153,14 +153,17 @@ def test_cost_only_grid_matches_hydra_jobs(tmp_path):
     """The same overrides give the same points whether Hydra runs jobs or archc evaluates them."""
     from archdsl import grid
 
-    ov = ["params.res=32,48", "params.block=basic,bottleneck", "dtype=fp32,fp16"]
-    jobs = grid.expand(ov)
+    jobs = grid.expand(["params.res=32,48", "params.block=basic,bottleneck", "dtype=fp32,fp16"])
     assert len(jobs) == 8 and jobs[1] == ["++params.res=32", "++params.block=basic", "dtype=fp16"]
+    # Hydra's other sweep forms too: shuffled, quoted, range; a non-params key composes anew.
+    ov = ["params.res=range(32,65,32)", "params.stem_pool=shuffle('max','conv')", "dtype=fp32,fp16"]
     got, _ = grid.run("resnet18", ov, tmp_path / "g", quiet=True)
+    assert len(got) == 8 and all(g["status"] == "ok" for g in got)
     import archdsl
     for g in got:
         rep = archdsl.cost("resnet18", [o.lstrip("+") for o in g["overrides"]])
         assert (g["macs"], g["bytes"]) == (rep.total.macs, rep.total.bytes)
+    assert len({(g["macs"], g["bytes"]) for g in got}) == 8
 
 
 def test_cost_only_errors_exit_2(tmp_path, capsys, monkeypatch):
