@@ -1,0 +1,148 @@
+"""Forward latency of deployed archc modules vs timm, CPU.
+
+archc: `archdsl.deploy(archdsl.load(preset))` (BatchNorms folded, RepVGG's
+branches fused). timm: the same model unfolded (eval mode, BatchNorms run),
+and for RepVGG also after timm's own re-parameterization
+(`timm.utils.model.reparameterize_model`). Eval, torch.inference_mode, same
+threads, flush-denormal on, default init. For each batch size (1 and 8),
+each round times one forward of each model (a short chunk for quick ones),
+rotating the order; ratios are medians of per-round ratios.
+
+Goals: deployed archc >= 1.15x faster than unfolded timm on the BN-heavy
+models (resnet50, regnety_080, efficientnet_b0), and within +-5% of timm's
+re-parameterized RepVGG.
+
+    python bench/deploy_latency.py [--presets a,b] [--quick] [--batches 1,8]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+NAME = "deploy_latency"
+DEFAULT = ["resnet50", "regnety_080", "efficientnet_b0", "repvgg_a0"]
+SPEEDUP_GOAL = 1.15  # timm unfolded / archc deployed, BN-heavy models
+REPARAM_TOLERANCE = 0.05  # archc deployed / timm re-parameterized, RepVGG
+CHUNK_S = 0.02  # forwards per timed chunk: enough to fill about this much time
+BUDGET_S = 12.0  # time per (preset, batch) for all models together; --quick: a quarter
+MIN_ROUNDS, MAX_ROUNDS = 7, 300
+
+
+def models(preset: str) -> dict:
+    import archdsl
+
+    out = {"archc deployed": archdsl.deploy(archdsl.load(preset)),
+           "timm": C.build_reference(preset).eval()}
+    if preset.startswith("repvgg"):
+        from timm.utils.model import reparameterize_model
+
+        out["timm reparam"] = reparameterize_model(C.build_reference(preset).eval())
+    return out
+
+
+def bn_share(module, x) -> float:
+    """Share of the module's forward time spent in BatchNorm kernels (torch profiler, self
+    times): folding can save at most this, a speedup of 1 / (1 - share)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            module(x)
+    times = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    return sum(v for k, v in times.items() if "batch_norm" in k) / sum(times.values())
+
+
+def bench_preset(preset: str, batches: list[int], budget_s: float) -> list[dict]:
+    import torch
+
+    ms = models(preset)
+    shape = C.input_shape(preset)
+    rows = []
+    for b in batches:
+        x = torch.randn(b, *shape)
+        with torch.inference_mode():
+            for _ in range(3):  # warm up; also checks that every model runs
+                for m in ms.values():
+                    m(x)
+            t1 = min(C.timed(lambda: m(x)) for m in ms.values())
+            n = max(1, min(50, round(CHUNK_S / max(t1, 1e-6))))
+            rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(budget_s / (len(ms) * n * t1))))
+            t = C.interleave({k: (lambda m=m: C.timed_loop(lambda: m(x), n)) for k, m in ms.items()},
+                             rounds, warmup=1)
+            share = bn_share(ms["timm"], x)
+        speedup = C.paired_ratio(t["timm"], t["archc deployed"])
+        row = {"preset": preset, "batch": b, "input_shape": list(shape), "forwards_per_round": n,
+               "rounds": rounds, "times_s": {k: C.summary(v) for k, v in t.items()}, "raw_s": t,
+               "speedup_vs_timm": speedup, "timm_bn_share": share}
+        if "timm reparam" in t:
+            ratio = C.paired_ratio(t["archc deployed"], t["timm reparam"])
+            row["archc_over_reparam"] = ratio
+            row["status"] = "PASS" if abs(ratio["median"] - 1) <= REPARAM_TOLERANCE else (
+                "faster" if ratio["median"] < 1 else "FAIL")
+        else:
+            row["status"] = "PASS" if speedup["median"] >= SPEEDUP_GOAL else "FAIL"
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = C.parser(__doc__.splitlines()[0], DEFAULT)
+    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default: 1,8)")
+    args = p.parse_args(argv)
+    threads = C.set_threads(args.threads)
+    env = C.environment()  # at the start: the commit measured
+    import torch
+
+    torch.set_flush_denormal(True)
+    batches = [int(b) for b in args.batches.split(",")]
+    presets, missing = C.select_presets(args.presets, DEFAULT)
+    budget = BUDGET_S / 4 if args.quick else BUDGET_S
+
+    rows, errors = [], {}
+    for pr in presets:
+        C.log(f"{pr} ...")
+        C.collect()
+        try:
+            rows += bench_preset(pr, batches, budget)
+        except Exception as e:  # noqa: BLE001 - a preset being written in parallel may be broken
+            errors[pr] = f"{type(e).__name__}: {e}"
+            C.log(f"{pr}: ERROR {errors[pr]}")
+
+    t = lambda r, k: C.fmt_time(r["times_s"][k]["median"]) if k in r["times_s"] else "-"  # noqa: E731
+    q = lambda r: f"{r['median']:.3f} [{r['p25']:.3f}, {r['p75']:.3f}]"  # noqa: E731
+    table = C.markdown_table(
+        ["preset", "batch", "rounds", "archc deployed", "timm", "timm reparam", "timm / archc [p25, p75]",
+         "timm in BN (bound)", "archc / timm reparam [p25, p75]", "goal"],
+        [[r["preset"], r["batch"], r["rounds"], t(r, "archc deployed"), t(r, "timm"), t(r, "timm reparam"),
+          q(r["speedup_vs_timm"]), f"{r['timm_bn_share']:.1%} ({1 / (1 - r['timm_bn_share']):.3f})",
+          q(r["archc_over_reparam"]) if "archc_over_reparam" in r else "-", r["status"]] for r in rows])
+    failing = [f"{r['preset']}@b{r['batch']}" for r in rows if r["status"] == "FAIL"]
+    goal = {"goal": f"timm / archc deployed >= {SPEEDUP_GOAL} on BN-heavy models; archc deployed / "
+                    f"timm re-parameterized within +-{REPARAM_TOLERANCE:.0%} on RepVGG",
+            "failing": failing, "pass": (not failing) if rows else None}
+    md = ["# Forward latency: deployed archc vs timm (CPU)\n", C.env_markdown(env, sys.argv), "",
+          f"Eval, inference_mode, {threads} threads, flush-denormal on. archc: `archdsl.deploy(archdsl.load(p))`; "
+          "timm: unfolded (BatchNorms run); timm reparam: after `timm.utils.model.reparameterize_model` "
+          f"(RepVGG). About {budget:g} s per (preset, batch); each round times one forward (or a short "
+          "chunk) of each model, order rotating, after 1 warm-up round; times are medians per forward; "
+          "ratios are medians of per-round ratios, with quartiles. \"timm in BN\": the share of timm's "
+          "forward spent in BatchNorm kernels (torch profiler, self CPU times), and in brackets the "
+          "speedup removing them would give, 1 / (1 - share): an upper bound on what folding can gain "
+          "(RepVGG gains more: its branches are fused too).", "", table, "", "## Goal", "",
+          C.markdown_table(["goal", "failing", "verdict"],
+                           [[goal["goal"], C.listing(failing) or "-", C.verdict(goal["pass"])]])]
+    if missing or errors:
+        md += ["", "## Not measured", ""]
+        md += [f"- {p}: no such preset (yet)" for p in missing]
+        md += [f"- {p}: {why}" for p, why in errors.items()]
+    data = {"benchmark": NAME, "environment": env, "budget_s": budget, "batches": batches, "goal": goal,
+            "results": rows, "missing": missing, "errors": errors}
+    C.write_results(NAME, data, "\n".join(md), args.no_write)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
