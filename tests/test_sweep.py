@@ -166,6 +166,18 @@ def test_cost_only_grid_matches_hydra_jobs(tmp_path):
     assert len({(g["macs"], g["bytes"]) for g in got}) == 8
 
 
+def test_cost_only_grid_deployed_graph(tmp_path):
+    """deploy=true points report the deployed graph, as archc cost does."""
+    from archdsl import grid
+    import archdsl
+
+    got, _ = grid.run("repvgg_a0", ["params.res=32", "deploy=true,false"], tmp_path, quiet=True)
+    for g in got:
+        rep = archdsl.cost("repvgg_a0", [o.lstrip("+") for o in g["overrides"]])
+        assert (g["params"], g["macs"]) == (rep.total.params, rep.total.macs)
+    assert got[0]["params"] < got[1]["params"]  # branches fused
+
+
 def test_cost_only_errors_exit_2(tmp_path, capsys, monkeypatch):
     from archdsl.cli import main
 
