@@ -103,6 +103,30 @@ def build_reference(preset: str, device: str | None = None):
         return timm.create_model(name, pretrained=False)
 
 
+def measure_each(presets: list[str], measure: Callable[[str], list[dict]],
+                 needs_reference: bool = True) -> tuple[list[dict], dict[str, str], dict[str, str]]:
+    """Run `measure(preset)` (which returns result rows) for each preset in turn.
+
+    A preset without a reference is skipped and one that fails is recorded, so
+    the others still run. Returns (rows, errors, skipped)."""
+    rows: list[dict] = []
+    errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for p in presets:
+        if needs_reference and not has_reference(p):
+            skipped[p] = f"no reference model {reference_label(p)}"
+            log(f"{p}: skipped ({skipped[p]})")
+            continue
+        log(f"{p} ...")
+        collect()
+        try:
+            rows += measure(p)
+        except Exception as e:  # noqa: BLE001 - report a broken preset, measure the rest
+            errors[p] = f"{type(e).__name__}: {e}"
+            log(f"{p}: ERROR {errors[p]}")
+    return rows, errors, skipped
+
+
 def count_macs(module, input_shape, device: str = "cpu") -> int:
     """MACs of one batch-1 forward pass as FlopCounterMode counts them (FLOPs / 2)."""
     import torch

@@ -241,19 +241,8 @@ def main(argv=None) -> int:
         archdsl.cost(per_config[0])
     C.count_macs(C.build_reference("resnet18"), (3, 224, 224))
 
-    rows, configs, errors, skipped = [], [], {}, {}
-    for p in vs_ref:
-        if not C.has_reference(p):
-            skipped[p] = f"no reference model {C.reference_label(p)}"
-            C.log(f"{p}: skipped ({skipped[p]})")
-            continue
-        C.log(f"{p} vs reference ...")
-        C.collect()
-        try:
-            rows.append(versus_reference(p, rounds))
-        except Exception as e:  # noqa: BLE001 - a preset being written in parallel may be broken
-            errors[p] = f"{type(e).__name__}: {e}"
-            C.log(f"{p}: ERROR {errors[p]}")
+    rows, errors, skipped = C.measure_each(vs_ref, lambda p: [versus_reference(p, rounds)])
+    configs = []
     C.log(f"per-config cost of {len(per_config)} presets ...")
     for p in per_config:
         try:

@@ -101,15 +101,8 @@ def main(argv=None) -> int:
     presets, missing = C.select_presets(args.presets, DEFAULT)
     budget = BUDGET_S / 4 if args.quick else BUDGET_S
 
-    rows, errors = [], {}
-    for pr in presets:
-        C.log(f"{pr} ...")
-        C.collect()
-        try:
-            rows += bench_preset(pr, batches, budget)
-        except Exception as e:  # noqa: BLE001 - a preset being written in parallel may be broken
-            errors[pr] = f"{type(e).__name__}: {e}"
-            C.log(f"{pr}: ERROR {errors[pr]}")
+    rows, errors, _ = C.measure_each(presets, lambda pr: bench_preset(pr, batches, budget),
+                                     needs_reference=False)
 
     t = lambda r, k: C.fmt_time(r["times_s"][k]["median"]) if k in r["times_s"] else "-"  # noqa: E731
     q = lambda r: f"{r['median']:.3f} [{r['p25']:.3f}, {r['p75']:.3f}]"  # noqa: E731

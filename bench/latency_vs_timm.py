@@ -71,19 +71,7 @@ def main(argv=None) -> int:
     presets, missing = C.select_presets(args.presets, C.DEFAULT_PRESETS)
     budget = BUDGET_S / 4 if args.quick else BUDGET_S
 
-    rows, errors, skipped = [], {}, {}
-    for pr in presets:
-        if not C.has_reference(pr):
-            skipped[pr] = f"no reference model {C.reference_label(pr)}"
-            C.log(f"{pr}: skipped ({skipped[pr]})")
-            continue
-        C.log(f"{pr} ...")
-        C.collect()
-        try:
-            rows += bench_preset(pr, batches, budget)
-        except Exception as e:  # noqa: BLE001 - a preset being written in parallel may be broken
-            errors[pr] = f"{type(e).__name__}: {e}"
-            C.log(f"{pr}: ERROR {errors[pr]}")
+    rows, errors, skipped = C.measure_each(presets, lambda pr: bench_preset(pr, batches, budget))
 
     failing = [f"{r['preset']}@b{r['batch']}" for r in rows if r["status"] == "FAIL"]
     t = lambda r, k: C.fmt_time(r["times_s"][k]["median"])  # noqa: E731

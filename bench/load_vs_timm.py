@@ -69,19 +69,7 @@ def main(argv=None) -> int:
         archdsl.load(presets[0])
     C.build_reference("resnet18")
 
-    rows, errors, skipped = [], {}, {}
-    for p in presets:
-        if not C.has_reference(p):
-            skipped[p] = f"no reference model {C.reference_label(p)}"
-            C.log(f"{p}: skipped ({skipped[p]})")
-            continue
-        C.log(f"{p} ...")
-        C.collect()
-        try:
-            rows.append(bench_preset(p, rounds))
-        except Exception as e:  # noqa: BLE001 - a preset being written in parallel may be broken
-            errors[p] = f"{type(e).__name__}: {e}"
-            C.log(f"{p}: ERROR {errors[p]}")
+    rows, errors, skipped = C.measure_each(presets, lambda p: [bench_preset(p, rounds)])
 
     for r in rows:
         r["pass"] = r["ratio_cold"]["median"] <= GOAL_RATIO
