@@ -69,7 +69,7 @@ class Elaborator:
         return ArchError(message, loc, self.path, hint)
 
     # ------------------------------------------------------------ expressions
-    def eval(self, e: A.Expr, env: dict) -> Any:
+    def evaluate(self, e: A.Expr, env: dict) -> Any:
         return _EXPR[type(e)](self, e, env)
 
     def _e_Const(self, e, env):
@@ -93,34 +93,34 @@ class Elaborator:
         return shape
 
     def _e_Cond(self, e, env):
-        return self.eval(e.then if self.eval(e.test, env) else e.other, env)
+        return self.evaluate(e.then if self.evaluate(e.test, env) else e.other, env)
 
     def _e_BoolOp(self, e, env):
         if e.op == "and":
             v = True
             for o in e.operands:
-                v = self.eval(o, env)
+                v = self.evaluate(o, env)
                 if not v:
                     return v
             return v
         v = False
         for o in e.operands:
-            v = self.eval(o, env)
+            v = self.evaluate(o, env)
             if v:
                 return v
         return v
 
     def _e_Not(self, e, env):
-        return not self.eval(e.operand, env)
+        return not self.evaluate(e.operand, env)
 
     def _e_Neg(self, e, env):
-        v = self.eval(e.operand, env)
+        v = self.evaluate(e.operand, env)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise self.error(f"unary {e.op} needs a number, got {_type_name(v)}", e.loc)
         return -v if e.op == "-" else v
 
     def _e_BinOp(self, e, env):
-        a, b = self.eval(e.left, env), self.eval(e.right, env)
+        a, b = self.evaluate(e.left, env), self.evaluate(e.right, env)
         if e.op == "**" and isinstance(b, (int, float)) and abs(b) > 1024:
             raise self.error(f"exponent {b} is too large", e.loc)
         try:
@@ -131,9 +131,9 @@ class Elaborator:
             raise self.error(f"cannot apply '{e.op}' to {_type_name(a)} and {_type_name(b)}", e.loc) from None
 
     def _e_Compare(self, e, env):
-        left = self.eval(e.first, env)
+        left = self.evaluate(e.first, env)
         for op, rhs in e.rest:
-            right = self.eval(rhs, env)
+            right = self.evaluate(rhs, env)
             try:
                 ok = _CMPS[op](left, right)
             except TypeError:
@@ -144,7 +144,7 @@ class Elaborator:
         return True
 
     def _e_Index(self, e, env):
-        target, idx = self.eval(e.target, env), self.eval(e.index, env)
+        target, idx = self.evaluate(e.target, env), self.evaluate(e.index, env)
         try:
             return target[idx]
         except IndexError:
@@ -153,9 +153,9 @@ class Elaborator:
             raise self.error(f"cannot index a {_type_name(target)} with {_type_name(idx)}", e.loc) from None
 
     def _e_Slice(self, e, env):
-        target = self.eval(e.target, env)
-        start = None if e.start is None else self.eval(e.start, env)
-        stop = None if e.stop is None else self.eval(e.stop, env)
+        target = self.evaluate(e.target, env)
+        start = None if e.start is None else self.evaluate(e.start, env)
+        stop = None if e.stop is None else self.evaluate(e.stop, env)
         if not isinstance(target, (list, tuple)):
             raise self.error(f"cannot slice a {_type_name(target)}", e.loc)
         if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (start, stop)):
@@ -163,7 +163,7 @@ class Elaborator:
         return target[start:stop]
 
     def _e_Attr(self, e, env):
-        target = self.eval(e.target, env)
+        target = self.evaluate(e.target, env)
         if isinstance(target, InputShape) and e.name in ("c", "h", "w"):
             return getattr(target, e.name)
         raise self.error(f"a {_type_name(target)} has no attribute '{e.name}'", e.loc,
@@ -178,8 +178,8 @@ class Elaborator:
             raise self.error(f"unknown function '{e.name}'", e.loc,
                              f"did you mean '{close[0]}'?" if close else
                              "builtins: " + ", ".join(sorted(BUILTINS)))
-        args = [self.eval(a.value, env) for a in e.args if a.name is None]
-        kwargs = {a.name: self.eval(a.value, env) for a in e.args if a.name is not None}
+        args = [self.evaluate(a.value, env) for a in e.args if a.name is None]
+        kwargs = {a.name: self.evaluate(a.value, env) for a in e.args if a.name is not None}
         try:
             return fn(*args, **kwargs)
         except SpecFailure as ex:
@@ -188,18 +188,18 @@ class Elaborator:
             raise self.error(f"{e.name}(): {ex}", e.loc) from None
 
     def _e_TupleExpr(self, e, env):
-        return tuple(self.eval(i, env) for i in e.items)
+        return tuple(self.evaluate(i, env) for i in e.items)
 
     def _e_ListExpr(self, e, env):
-        return [self.eval(i, env) for i in e.items]
+        return [self.evaluate(i, env) for i in e.items]
 
     def _e_ListComp(self, e, env):
         out = []
-        for item in self._iterate(self.eval(e.iterable, env), e.iterable.loc):
+        for item in self._iterate(self.evaluate(e.iterable, env), e.iterable.loc):
             inner = dict(env)
             self._bind(inner, e.target, len(e.target) > 1, item, e.loc)
-            if e.condition is None or self.eval(e.condition, inner):
-                out.append(self.eval(e.element, inner))
+            if e.condition is None or self.evaluate(e.condition, inner):
+                out.append(self.evaluate(e.element, inner))
         return out
 
     def _iterate(self, value, loc):
@@ -223,7 +223,7 @@ class Elaborator:
         values: dict[str, Any] = {}
         if len(args) <= len(params) and all(a.name is None for a in args):  # the common case
             for name, a in zip(params, args):
-                values[name] = self.eval(a.value, env)
+                values[name] = self.evaluate(a.value, env)
             if len(args) < len(params) and required:
                 missing = [p for p in params if p in required and p not in values]
                 if missing:
@@ -234,7 +234,7 @@ class Elaborator:
             raise self.error(f"{what} takes at most {len(params)} positional argument(s), "
                              f"got {len(positional)}", positional[len(params)].loc)
         for name, a in zip(params, positional):
-            values[name] = self.eval(a.value, env)
+            values[name] = self.evaluate(a.value, env)
         for a in args:
             if a.name is None:
                 continue
@@ -245,7 +245,7 @@ class Elaborator:
                                  f"arguments: {', '.join(params) or 'none'}")
             if a.name in values:
                 raise self.error(f"{what} got argument '{a.name}' twice", a.loc)
-            values[a.name] = self.eval(a.value, env)
+            values[a.name] = self.evaluate(a.value, env)
         missing = [p for p in params if p in required and p not in values]
         if missing:
             raise self.error(f"{what} is missing argument(s): {', '.join(missing)}", loc)
@@ -298,7 +298,7 @@ class Elaborator:
         self.depth += 1
         try:
             for p in d.params:  # defaults may refer to earlier parameters and to `in`
-                inner[p.name] = values[p.name] if p.name in values else self.eval(p.default, inner)
+                inner[p.name] = values[p.name] if p.name in values else self.evaluate(p.default, inner)
             seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), [], role, stmt.name)
             seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
         finally:
@@ -318,20 +318,20 @@ class Elaborator:
             raise self.error(f"{what} cannot stand directly inside {sink.what}; wrap it in branch {{ }}", loc)
 
     def _s_Let(self, s: A.Let, env, shape, sink):
-        self._bind(env, s.target, s.unpack, self.eval(s.value, env), s.loc)
+        self._bind(env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
         return shape
 
     def _s_If(self, s: A.If, env, shape, sink):
-        return self.run(s.then if self.eval(s.test, env) else s.other, env, shape, sink)
+        return self.run(s.then if self.evaluate(s.test, env) else s.other, env, shape, sink)
 
     def _s_For(self, s: A.For, env, shape, sink):
-        for item in self._iterate(self.eval(s.iterable, env), s.iterable.loc):
+        for item in self._iterate(self.evaluate(s.iterable, env), s.iterable.loc):
             self._bind(env, s.target, s.unpack, item, s.loc)
             shape = self.run(s.body, env, shape, sink)
         return shape
 
     def _count(self, e: A.Expr, env) -> int:
-        n = self.eval(e, env)
+        n = self.evaluate(e, env)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise self.error(f"repeat count must be a non-negative integer, got {n!r}", e.loc)
         return n
@@ -499,7 +499,7 @@ class Elaborator:
             if p.name in params:
                 env[p.name] = params[p.name]
             elif p.default is not None:
-                env[p.name] = self.eval(p.default, env)
+                env[p.name] = self.evaluate(p.default, env)
             else:
                 raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", origin(p.name) or p.loc,
                                 hint=f"set params.{p.name} in the config")
@@ -522,9 +522,9 @@ class Elaborator:
             if isinstance(s, A.Let):
                 self._s_Let(s, env, None, None)
             elif isinstance(s, A.If):
-                self._network_body(s.then if self.eval(s.test, env) else s.other, env, net, stages, state)
+                self._network_body(s.then if self.evaluate(s.test, env) else s.other, env, net, stages, state)
             elif isinstance(s, A.For):
-                for item in self._iterate(self.eval(s.iterable, env), s.iterable.loc):
+                for item in self._iterate(self.evaluate(s.iterable, env), s.iterable.loc):
                     self._bind(env, s.target, s.unpack, item, s.loc)
                     self._network_body(s.body, env, net, stages, state)
             elif isinstance(s, A.Repeat):

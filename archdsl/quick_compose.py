@@ -82,6 +82,25 @@ class _Composer:
         return parts
 
 
+def _merge(into: dict, other: dict) -> None:
+    """OmegaConf's merge of plain data: dicts merge key by key, anything else replaces."""
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _with_omegaconf(parts: list[dict], values: list) -> dict:
+    cfg = OmegaConf.merge(*[OmegaConf.create(p) for p in parts])
+    for o, key, value in values:
+        exists = OmegaConf.select(cfg, key, default=_Unsupported) is not _Unsupported
+        if (o.is_add() and exists) or (not o.is_add() and not o.is_force_add() and not exists):
+            raise _Unsupported
+        OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 @lru_cache(maxsize=1)
 def _overrides_parser():
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -104,12 +123,26 @@ def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Pa
                 composer.choices[key] = o.value()
             else:
                 values.append((o, key, o.value()))
-        cfg = OmegaConf.merge(*[OmegaConf.create(p) for p in composer.expand(name)])
+        parts = composer.expand(name)
+        if "${" in repr(parts) or "${" in repr([v for _, _, v in values]):
+            return _with_omegaconf(parts, values)  # interpolations: OmegaConf resolves them
+        cfg: dict = {}
+        for p in parts:
+            _merge(cfg, p)
         for o, key, value in values:
-            exists = OmegaConf.select(cfg, key, default=_Unsupported) is not _Unsupported
+            *path, last = key.split(".")
+            node = cfg
+            for k in path:
+                node = node.get(k) if isinstance(node, dict) else None
+                if not isinstance(node, dict):
+                    raise _Unsupported
+            exists = last in node
             if (o.is_add() and exists) or (not o.is_add() and not o.is_force_add() and not exists):
                 raise _Unsupported  # Hydra's own message says what is wrong
-            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
-        return OmegaConf.to_container(cfg, resolve=True)
+            if isinstance(value, dict) and isinstance(node.get(last), dict):
+                _merge(node[last], copy.deepcopy(value))
+            else:
+                node[last] = copy.deepcopy(value)
+        return cfg
     except Exception:  # anything unusual: Hydra composes, and words any error
         return None

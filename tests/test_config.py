@@ -36,3 +36,11 @@ def test_user_config_dir_reaches_bundled_base(tmp_path):
     (tmp_path / "mine.yaml").write_text("defaults: [resnet18, _self_]\nparams: {res: 96}\n")
     quick = quick_compose(tmp_path, "mine", [], conf_dir().resolve())
     assert quick == hydra_compose(tmp_path, "mine", []) and quick["params"]["res"] == 96
+
+
+def test_interpolations_resolve_as_hydra_does(tmp_path):
+    (tmp_path / "interp.yaml").write_text(
+        "defaults: [resnet18, _self_]\nname: ${recipe}_at_${params.res}\nparams: {res: 96}\n")
+    quick = quick_compose(tmp_path, "interp", ["++params.res=128"], conf_dir().resolve())
+    assert quick == hydra_compose(tmp_path, "interp", ["++params.res=128"])
+    assert quick["name"] == "resnet_at_128"
