@@ -43,19 +43,26 @@ def pick_hardware(rows: list[dict], wanted: str | None) -> str | None:
     return "a100" if "a100" in names else (names[0] if names else None)
 
 
+def _prepare(figure: str, rows: list[dict], hardware: str | None):
+    """(pyplot, successful rows, hardware preset, None), or a note saying why `figure` is skipped."""
+    plt = _pyplot()
+    if plt is None:
+        return None, [], None, f"{figure} skipped: matplotlib is not installed (pip install 'archdsl[sweep]')"
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None, [], None, f"{figure} skipped: no point succeeded"
+    return plt, ok, pick_hardware(rows, hardware), None
+
+
 def pareto_png(path: Path, rows: list[dict], hardware: str | None, ridges: dict[str, float] | None = None,
                title: str = "") -> str | None:
     """MACs vs params, and roofline time at `hardware` vs MACs; Pareto fronts marked.
 
     Returns a note when the figure could not be drawn (no matplotlib, no points).
     """
-    plt = _pyplot()
-    if plt is None:
-        return "pareto.png skipped: matplotlib is not installed (pip install 'archdsl[sweep]')"
-    ok = [r for r in rows if r.get("status") == "ok"]
-    if not ok:
-        return "pareto.png skipped: no point succeeded"
-    hw = pick_hardware(rows, hardware)
+    plt, ok, hw, note = _prepare("pareto.png", rows, hardware)
+    if note:
+        return note
     panels = [("params", "macs", "params (M)", "MACs (G)", 1e-6, 1e-9)]
     if hw:
         panels.append(("macs", time_key(hw), "MACs (G)", f"roofline time on {hw} (ms)", 1e-9, 1e3))
@@ -82,13 +89,9 @@ def pareto_png(path: Path, rows: list[dict], hardware: str | None, ridges: dict[
 
 def histograms_png(path: Path, rows: list[dict], hardware: str | None, title: str = "") -> str | None:
     """Distributions of MACs, params, activations and roofline time of the points."""
-    plt = _pyplot()
-    if plt is None:
-        return "histograms.png skipped: matplotlib is not installed (pip install 'archdsl[sweep]')"
-    ok = [r for r in rows if r.get("status") == "ok"]
-    if not ok:
-        return "histograms.png skipped: no point"
-    hw = pick_hardware(rows, hardware)
+    plt, ok, hw, note = _prepare("histograms.png", rows, hardware)
+    if note:
+        return note
     metrics = list(HIST_METRICS) + ([(time_key(hw), f"roofline time on {hw} (ms)", 1e3)] if hw else [])
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
     for ax, (k, label, scale) in zip(axes[0], metrics):
