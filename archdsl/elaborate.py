@@ -483,14 +483,13 @@ class Elaborator:
         raise self.error(f"'{s.kind}' sections may only appear at the top level of a network", s.loc)
 
     # ------------------------------------------------------------ networks
-    def network(self, d: A.Definition, params: dict[str, Any], param_origin=None) -> ir.Seq:
-        """Elaborate network `d`. `param_origin(name)` names where a value came from."""
-        origin = param_origin or (lambda name: None)
+    def network(self, d: A.Definition, params: dict[str, Any]) -> ir.Seq:
+        """Elaborate network `d` with `params` (config-level errors are api.check_params')."""
         names = [p.name for p in d.params]
         for k in params:
             if k not in names:
                 close = difflib.get_close_matches(k, names, 1)
-                raise ArchError(f"network '{d.name}' has no parameter '{k}'", origin(k) or d.loc,
+                raise ArchError(f"network '{d.name}' has no parameter '{k}'", d.loc,
                                 hint=(f"did you mean '{close[0]}'? " if close else "")
                                 + f"parameters: {', '.join(names)}")
         env: dict[str, Any] = {}
@@ -501,7 +500,7 @@ class Elaborator:
             elif p.default is not None:
                 env[p.name] = self.evaluate(p.default, env)
             else:
-                raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", origin(p.name) or p.loc,
+                raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", p.loc,
                                 hint=f"set params.{p.name} in the config")
         net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
         stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
@@ -616,6 +615,6 @@ def _fmt(shape: ir.Shape) -> str:
 
 
 def elaborate(program: Program, params: dict[str, Any], network: str | None = None,
-              param_origin=None) -> ir.Seq:
+) -> ir.Seq:
     d = program.network(network)
-    return Elaborator(program).network(d, params, param_origin)
+    return Elaborator(program).network(d, params)
