@@ -103,6 +103,23 @@ def build_reference(preset: str, device: str | None = None):
         return timm.create_model(name, pretrained=False)
 
 
+def latency_setup(description: str, default: list[str], argv: list[str] | None = None):
+    """The shared start of the latency benchmarks: options (incl. --batches),
+    thread count, environment, denormals flushed, presets chosen.
+    Returns (args, threads, env, batches, presets, missing)."""
+    p = parser(description, default)
+    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default: 1,8)")
+    args = p.parse_args(argv)
+    threads = set_threads(args.threads)
+    env = environment()  # at the start: the commit measured
+    import torch
+
+    torch.set_flush_denormal(True)
+    batches = [int(b) for b in args.batches.split(",")]
+    presets, missing = select_presets(args.presets, default)
+    return args, threads, env, batches, presets, missing
+
+
 def measure_each(presets: list[str], measure: Callable[[str], list[dict]],
                  needs_reference: bool = True) -> tuple[list[dict], dict[str, str], dict[str, str]]:
     """Run `measure(preset)` (which returns result rows) for each preset in turn.

@@ -59,16 +59,7 @@ def bench_preset(preset: str, batches: list[int], budget_s: float) -> list[dict]
 
 
 def main(argv=None) -> int:
-    p = C.parser(__doc__.splitlines()[0], C.DEFAULT_PRESETS)
-    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default: 1,8)")
-    args = p.parse_args(argv)
-    threads = C.set_threads(args.threads)
-    env = C.environment()  # at the start: the commit measured
-    import torch
-
-    torch.set_flush_denormal(True)
-    batches = [int(b) for b in args.batches.split(",")]
-    presets, missing = C.select_presets(args.presets, C.DEFAULT_PRESETS)
+    args, threads, env, batches, presets, missing = C.latency_setup(__doc__.splitlines()[0], C.DEFAULT_PRESETS, argv)
     budget = BUDGET_S / 4 if args.quick else BUDGET_S
 
     rows, errors, skipped = C.measure_each(presets, lambda pr: bench_preset(pr, batches, budget))
