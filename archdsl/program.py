@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast as A
+from .astcache import parse_file
 from .errors import ArchError
 from .ops import REGISTRY
-from .parser import parse_file
 from .resources import root as bundled_root
 
 RESERVED = {"input"}
 
-# Parsed files, keyed by path and modification time: parsing happens once.
+# Parsed files, keyed by path and modification time: parsing happens once a
+# process (and, through archdsl.astcache, once per file content on this machine).
 _CACHE: dict[str, tuple[float, A.SourceFile]] = {}
 
 

@@ -1,0 +1,151 @@
+"""The on-disk parse cache: stored trees equal fresh parses, locations survive,
+bad entries and unusable folders fall back to parsing, the switch turns it off."""
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from archdsl import astcache, astdata, parser, program
+from archdsl.elaborate import elaborate
+from archdsl.errors import SOURCES, ArchError
+from archdsl.resources import blocks_dir, recipes_dir
+
+SPECS = sorted(recipes_dir().glob("*.arch")) + sorted(blocks_dir().glob("*.arch"))
+
+
+def comparable(src):
+    """A SourceFile as plain values (definitions point back at their file)."""
+    return src.path, src.text, src.uses, [dataclasses.replace(d, source=None) for d in src.definitions]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(folder))
+    monkeypatch.delenv("ARCHDSL_NO_CACHE", raising=False)
+    return folder
+
+
+def entries(folder: Path) -> list[Path]:
+    return sorted((folder / "ast").glob("*.json")) if (folder / "ast").is_dir() else []
+
+
+def test_the_tests_never_use_the_real_cache():
+    assert "ARCHDSL_CACHE_DIR" in os.environ
+    assert astcache.cache_dir() == Path(os.environ["ARCHDSL_CACHE_DIR"])
+    assert not str(astcache.cache_dir()).startswith(str(Path.home() / ".cache"))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_plain_data_round_trip_equals_a_fresh_parse(spec):
+    src = parser.parse_file(spec)
+    data = json.loads(json.dumps(astdata.file_to_data(src)))  # plain data only, or dumps fails
+    back = astdata.file_from_data(data, str(spec), src.text)
+    assert comparable(back) == comparable(src)
+    assert all(d.source is back for d in back.definitions)
+
+
+def test_second_parse_reads_the_cache(cache, monkeypatch):
+    fresh = {str(p): astcache.parse_file(p) for p in SPECS}
+    assert len(entries(cache)) == len({p.read_text() for p in SPECS})
+    monkeypatch.setattr(parser, "parse_text", lambda *a: pytest.fail("parsed instead of reading the cache"))
+    for p in SPECS:
+        assert comparable(astcache.parse_file(p)) == comparable(fresh[str(p)])
+
+
+def test_errors_from_a_cached_file_name_file_line_column_and_quote_the_line(cache, tmp_path, monkeypatch):
+    spec = tmp_path / "net.arch"
+    spec.write_text("network n(res = 8) {\n  input(4, res, res)\n  stage { conv(widht, 3) }\n}\n")
+    astcache.parse_file(spec)  # stored
+    SOURCES.clear()
+    program._CACHE.clear()
+    monkeypatch.setattr(parser, "parse_text", lambda *a: pytest.fail("parsed instead of reading the cache"))
+    with pytest.raises(ArchError) as info:
+        elaborate(program.load_program(spec), {})
+    e = info.value
+    assert (e.loc.file, e.loc.line, e.loc.column) == (str(spec.resolve()), 3, 16)
+    lines = e.render().splitlines()
+    assert lines[0].startswith(f"{spec.resolve()}:3:16: unknown name 'widht'")
+    assert lines[1].strip() == "stage { conv(widht, 3) }" and lines[2].index("^") == 4 + 15
+
+
+def test_same_text_elsewhere_is_located_in_its_own_file(cache, tmp_path):
+    text = "block b(x) {\n  conv(x, 3)\n}\n"
+    (tmp_path / "a.arch").write_text(text)
+    (tmp_path / "b.arch").write_text(text)
+    astcache.parse_file(tmp_path / "a.arch")
+    src = astcache.parse_file(tmp_path / "b.arch")
+    assert len(entries(cache)) == 1
+    assert src.definitions[0].body[0].loc == type(src.definitions[0].loc)(str(tmp_path / "b.arch"), 2, 3)
+
+
+def test_an_edit_misses(cache, tmp_path):
+    spec = tmp_path / "b.arch"
+    spec.write_text("block b(x) { conv(x, 3) }\n")
+    astcache.parse_file(spec)
+    spec.write_text("block b(x) { conv(x, 5) }\n")
+    assert astcache.parse_file(spec).definitions[0].body[0].args[1].value.value == 5
+    assert len(entries(cache)) == 2
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"{not json", b"\xff\xfe", b"[]", b'{"archdsl_ast": 999, "items": []}',
+    b'{"archdsl_ast": 1, "items": 3}',
+    b'{"archdsl_ast": 1, "items": [["Loc", 1, 1, "f", 1, 1]]}',          # not a node class
+    b'{"archdsl_ast": 1, "items": [["Popen", 1, 1, "rm -rf /"]]}',      # not an archdsl.ast class
+    b'{"archdsl_ast": 1, "items": [["Name", 1, 1, "x"]]}',               # an expression at top level
+    b'{"archdsl_ast": 1, "items": [["Use", 1, 1, 42]]}',                 # wrong field type
+    b'{"archdsl_ast": 1, "items": [["Use", "1", 1, "x"]]}',              # bad location
+    b'{"archdsl_ast": 1, "items": [["Use", 1, 1]]}',                     # missing field
+    b'{"archdsl_ast": 1, "items": [["Definition", 1, 1, "block", "b", [], [["Use", 1, 1, "x"]]]]}',
+])
+def test_a_corrupt_entry_falls_back_to_parsing_and_is_replaced(cache, tmp_path, content):
+    spec = tmp_path / "b.arch"
+    spec.write_text('use "se"\nblock b(x) {\n  conv(x, 3)\n}\n')
+    expected = parser.parse_file(spec)
+    entry = astcache.entry_path(spec.read_text())
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(content)
+    assert comparable(astcache.parse_file(spec)) == comparable(expected)
+    assert json.loads(entry.read_bytes())["archdsl_ast"] == astcache.FORMAT  # rewritten
+
+
+def test_decoding_checks_field_types():
+    with pytest.raises(astdata.BadData, match="not a Expr"):
+        astdata.file_from_data([["Let", 1, 1, ["x"], False, ["Use", 1, 1, "y"]]], "f", "")
+    with pytest.raises(astdata.BadData, match="expected bool"):
+        astdata.file_from_data([["Let", 1, 1, ["x"], 1, ["Name", 1, 1, "y"]]], "f", "")
+    with pytest.raises(astdata.BadData, match="constant"):
+        astdata.file_from_data([["Let", 1, 1, ["x"], False, ["Const", 1, 1, [1]]]], "f", "")
+
+
+def test_an_unusable_folder_falls_back_silently(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(blocker))  # cannot hold a folder
+    spec = SPECS[0]
+    assert comparable(astcache.parse_file(spec)) == comparable(parser.parse_file(spec))
+
+
+def test_the_switch_turns_it_off(cache, monkeypatch):
+    monkeypatch.setenv("ARCHDSL_NO_CACHE", "1")
+    assert astcache.cache_dir() is None and astcache.entry_path("x") is None
+    astcache.parse_file(SPECS[0])
+    assert entries(cache) == [] and not cache.exists()
+    monkeypatch.setenv("ARCHDSL_NO_CACHE", "0")
+    astcache.parse_file(SPECS[0])
+    assert len(entries(cache)) == 1
+
+
+def test_where_the_cache_lives(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARCHDSL_NO_CACHE", raising=False)
+    monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(tmp_path / "x"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert astcache.cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("ARCHDSL_CACHE_DIR")
+    assert astcache.cache_dir() == tmp_path / "xdg" / "archdsl"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert astcache.cache_dir() == tmp_path / "home" / ".cache" / "archdsl"
