@@ -28,7 +28,7 @@ class Compiled:
                       deployed=self.config.deploy)
 
     def module(self, device=None) -> Network:
-        return build_module(self.spec, self.config.drop_path_rate, device)
+        return build_module(self.spec, self.config.drop_path_rate, device, self.config.uses_channels_last)
 
 
 def parse(path: str | Path) -> SourceFile:

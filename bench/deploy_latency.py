@@ -1,16 +1,18 @@
 """Forward latency of deployed archc modules vs timm, CPU.
 
 archc: `archdsl.deploy(archdsl.load(preset))` (BatchNorms folded, RepVGG's
-branches fused). timm: the same model unfolded (eval mode, BatchNorms run),
-and for RepVGG also after timm's own re-parameterization
-(`timm.utils.model.reparameterize_model`). Eval, torch.inference_mode, same
+branches fused, channels-last memory). timm: the same model unfolded (eval
+mode, BatchNorms run, NCHW as created), and for RepVGG also after timm's own
+re-parameterization (`timm.utils.model.reparameterize_model`). Beside them,
+archc deployed in NCHW and timm in NHWC, so that the table shows what folding
+and what the layout each gain. Eval, torch.inference_mode, same
 threads, flush-denormal on, default init. For each batch size (1 and 8),
 each round times one forward of each model (a short chunk for quick ones),
 rotating the order; ratios are medians of per-round ratios.
 
 Goals: deployed archc >= 1.15x faster than unfolded timm on the BN-heavy
 models (resnet50, regnety_080, efficientnet_b0), and within +-5% of timm's
-re-parameterized RepVGG.
+re-parameterized RepVGG in the same layout (the same fused graph).
 
     python bench/deploy_latency.py [--presets a,b] [--quick] [--batches 1,8]
 """
@@ -31,15 +33,31 @@ BUDGET_S = 12.0  # time per (preset, batch) for all models together; --quick: a 
 MIN_ROUNDS, MAX_ROUNDS = 7, 300
 
 
+def channels_last(model):
+    """timm's model in channels-last memory, fed as archc's deployed module feeds
+    itself (the input converted inside the timed call)."""
+    import torch
+
+    model = model.to(memory_format=torch.channels_last)
+    return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+
+
 def models(preset: str) -> dict:
+    """The timed callables. archc deployed runs channels-last (the deploy
+    default); the NCHW and NHWC variants separate what folding gains from what
+    the memory layout gains."""
     import archdsl
 
-    out = {"archc deployed": archdsl.deploy(archdsl.load(preset)),
-           "timm": C.build_reference(preset).eval()}
+    trained = archdsl.load(preset)
+    out = {"archc deployed": archdsl.deploy(trained),
+           "archc deployed NCHW": archdsl.deploy(trained, channels_last=False),
+           "timm": C.build_reference(preset).eval(),
+           "timm NHWC": channels_last(C.build_reference(preset).eval())}
     if preset.startswith("repvgg"):
         from timm.utils.model import reparameterize_model
 
         out["timm reparam"] = reparameterize_model(C.build_reference(preset).eval())
+        out["timm reparam NHWC"] = channels_last(reparameterize_model(C.build_reference(preset).eval()))
     return out
 
 
@@ -76,10 +94,15 @@ def bench_preset(preset: str, batches: list[int], budget_s: float) -> list[dict]
         speedup = C.paired_ratio(t["timm"], t["archc deployed"])
         row = {"preset": preset, "batch": b, "input_shape": list(shape), "forwards_per_round": n,
                "rounds": rounds, "times_s": {k: C.summary(v) for k, v in t.items()}, "raw_s": t,
-               "speedup_vs_timm": speedup, "timm_bn_share": share}
+               "speedup_vs_timm": speedup, "timm_bn_share": share,
+               # folding alone (both NCHW) and with the layouts matched (both NHWC)
+               "speedup_nchw": C.paired_ratio(t["timm"], t["archc deployed NCHW"]),
+               "speedup_nhwc": C.paired_ratio(t["timm NHWC"], t["archc deployed"])}
         if "timm reparam" in t:
-            ratio = C.paired_ratio(t["archc deployed"], t["timm reparam"])
+            # the same fused graph in the same layout: equal is the goal
+            ratio = C.paired_ratio(t["archc deployed"], t["timm reparam NHWC"])
             row["archc_over_reparam"] = ratio
+            row["archc_over_reparam_nchw"] = C.paired_ratio(t["archc deployed NCHW"], t["timm reparam"])
             row["status"] = "PASS" if abs(ratio["median"] - 1) <= REPARAM_TOLERANCE else (
                 "faster" if ratio["median"] < 1 else "FAIL")
         else:
@@ -97,20 +120,29 @@ def main(argv=None) -> int:
 
     t = lambda r, k: C.fmt_time(r["times_s"][k]["median"]) if k in r["times_s"] else "-"  # noqa: E731
     q = lambda r: f"{r['median']:.3f} [{r['p25']:.3f}, {r['p75']:.3f}]"  # noqa: E731
+    m = lambda r, k: f"{r[k]['median']:.3f}" if k in r else "-"  # noqa: E731
     table = C.markdown_table(
-        ["preset", "batch", "rounds", "archc deployed", "timm", "timm reparam", "timm / archc [p25, p75]",
-         "timm in BN (bound)", "archc / timm reparam [p25, p75]", "goal"],
-        [[r["preset"], r["batch"], r["rounds"], t(r, "archc deployed"), t(r, "timm"), t(r, "timm reparam"),
-          q(r["speedup_vs_timm"]), f"{r['timm_bn_share']:.1%} ({1 / (1 - r['timm_bn_share']):.3f})",
-          q(r["archc_over_reparam"]) if "archc_over_reparam" in r else "-", r["status"]] for r in rows])
+        ["preset", "batch", "rounds", "archc deployed", "timm", "timm / archc [p25, p75]",
+         "NCHW: timm / archc", "NHWC: timm / archc", "timm in BN (bound)",
+         "archc / timm reparam, NHWC [p25, p75]", "same, NCHW", "goal"],
+        [[r["preset"], r["batch"], r["rounds"], t(r, "archc deployed"), t(r, "timm"),
+          q(r["speedup_vs_timm"]), m(r, "speedup_nchw"), m(r, "speedup_nhwc"),
+          f"{r['timm_bn_share']:.1%} ({1 / (1 - r['timm_bn_share']):.3f})",
+          q(r["archc_over_reparam"]) if "archc_over_reparam" in r else "-", m(r, "archc_over_reparam_nchw"),
+          r["status"]] for r in rows])
     failing = [f"{r['preset']}@b{r['batch']}" for r in rows if r["status"] == "FAIL"]
     goal = {"goal": f"timm / archc deployed >= {SPEEDUP_GOAL} on BN-heavy models; archc deployed / "
                     f"timm re-parameterized within +-{REPARAM_TOLERANCE:.0%} on RepVGG",
             "failing": failing, "pass": (not failing) if rows else None}
     md = ["# Forward latency: deployed archc vs timm (CPU)\n", C.env_markdown(env, sys.argv), "",
-          f"Eval, inference_mode, {threads} threads, flush-denormal on. archc: `archdsl.deploy(archdsl.load(p))`; "
-          "timm: unfolded (BatchNorms run); timm reparam: after `timm.utils.model.reparameterize_model` "
-          f"(RepVGG). About {budget:g} s per (preset, batch); each round times one forward (or a short "
+          f"Eval, inference_mode, {threads} threads, flush-denormal on. archc: `archdsl.deploy(archdsl.load(p))`, "
+          "which runs in channels-last (NHWC) memory; timm: unfolded (BatchNorms run) as `timm.create_model` "
+          "gives it (NCHW); timm reparam: after `timm.utils.model.reparameterize_model` (RepVGG). To separate "
+          "what folding gains from what the layout gains, \"NCHW\" compares timm with "
+          "`archdsl.deploy(..., channels_last=False)` and \"NHWC\" compares archc with timm moved to "
+          "channels-last (input converted inside the timed call, as archc does). RepVGG's goal compares the "
+          "same fused graph in the same layout (both NHWC; both NCHW shown beside it). "
+          f"About {budget:g} s per (preset, batch); each round times one forward (or a short "
           "chunk) of each model, order rotating, after 1 warm-up round; times are medians per forward; "
           "ratios are medians of per-round ratios, with quartiles. \"timm in BN\": the share of timm's "
           "forward spent in BatchNorm kernels (torch profiler, self CPU times), and in brackets the "

@@ -71,7 +71,9 @@ def test_every_preset_deploys_to_the_same_function(preset):
     rep = archdsl.cost(preset, overrides + ["deploy=true"])
     assert rep.deployed
     assert rep.total.params == n_params(deployed)
-    assert rep.total.macs == counted_macs(deployed, shape)
+    # Counted in contiguous memory: channels-last attention takes a fused CPU
+    # kernel that FlopCounterMode does not count.
+    assert rep.total.macs == counted_macs(archdsl.deploy(net, channels_last=False), shape)
 
 
 SMALL = """
@@ -148,6 +150,34 @@ def test_deploy_is_idempotent(small):
     assert [(k, v.shape) for k, v in once.state_dict().items()] == \
         [(k, v.shape) for k, v in twice.state_dict().items()]
     assert max_diff(once, twice, small.input_shape) == 0.0
+
+
+def _conv_weights(net):
+    return [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_deployed_module_runs_channels_last(small):
+    cl = torch.channels_last
+    d = archdsl.deploy(small)
+    assert d.channels_last and all(w.is_contiguous(memory_format=cl) for w in _conv_weights(d))
+    x = torch.randn(2, *small.input_shape)
+    with torch.no_grad():
+        feats = d.forward_features(x)
+        assert feats.is_contiguous(memory_format=cl) and not x.is_contiguous(memory_format=cl)
+        plain = archdsl.deploy(small, channels_last=False)
+        assert not plain.channels_last and all(w.is_contiguous() for w in _conv_weights(plain))
+        assert plain.forward_features(x).is_contiguous()
+        assert (d(x) - plain(x)).abs().max().item() <= TOL
+
+
+def test_channels_last_follows_deploy_unless_set():
+    def layout(overrides):
+        net = archdsl.load("resnet18", ["params.res=32", *overrides])
+        return net.channels_last, net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert layout([]) == (False, False)
+    assert layout(["deploy=true"]) == (True, True)
+    assert layout(["deploy=true", "channels_last=false"]) == (False, False)
+    assert layout(["channels_last=true"]) == (True, True)
 
 
 def test_deploy_needs_an_archdsl_module():
