@@ -23,6 +23,8 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from typing import Iterator
 
 from . import ir
 from .ops import REGISTRY
@@ -30,6 +32,7 @@ from .ops import REGISTRY
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 CONVENTION = __doc__.split("Convention (also written into every report):\n", 1)[1].strip()
 _COUNTS_ACTIVATIONS = {"conv", "ws_conv", "linear"}
+_MOVES_NOTHING = {"identity", "dropout"}
 RIDGE_POINTS = [0, 1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500]
 
 
@@ -73,12 +76,13 @@ class Totals:
     weight_bytes: int = 0
     act_bytes: int = 0
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: "Layer | Totals") -> None:
         self.params += layer.params
         self.macs += layer.macs
         self.activations += layer.activations
         self.weight_bytes += layer.weight_bytes
         self.act_bytes += layer.act_bytes
+
 
     @property
     def flops(self) -> int:
@@ -97,37 +101,87 @@ class Totals:
                     intensity=round(self.intensity, 4))
 
 
+class Part:
+    """The cost of one subtree: its layers, named relative to it, and one
+    nested Part per block call in it. Equal block calls share their IR body
+    (see ir.Seq.is_block), so a block that repeats is costed once, and a
+    report's sums need no walk over every layer."""
+
+    def __init__(self, items: list):
+        self.items = items  # Layer | (prefix, Part)
+        self.total = t = Totals()
+        for it in items:
+            t.add(it if type(it) is Layer else it[1].total)
+        self._times: dict[tuple, float] = {}
+        self._ridge: dict[tuple, list[int]] = {}
+
+    def time(self, hw: Hardware) -> float:
+        key = (hw.peak_macs, hw.mem_bw)
+        t = self._times.get(key)
+        if t is None:  # Layer.time, inlined: this is a sweep's inner loop
+            peak, bw, t = hw.peak_macs, hw.mem_bw, 0.0
+            for it in self.items:
+                if type(it) is Layer:
+                    compute, move = it.macs / peak, (it.weight_bytes + it.act_bytes) / bw
+                    t += compute if compute > move else move
+                else:
+                    t += it[1].time(hw)
+            self._times[key] = t
+        return t
+
+    def ridge(self, points: tuple) -> list[int]:
+        """MAC-equivalents at each ridge point (see Report.ridge_sweep)."""
+        r = self._ridge.get(points)
+        if r is None:
+            r = [0] * len(points)
+            for it in self.items:
+                sub = [max(it.macs, it.bytes * rp) for rp in points] if isinstance(it, Layer) else it[1].ridge(points)
+                r = [a + b for a, b in zip(r, sub)]
+            self._ridge[points] = r
+        return r
+
+    def layers(self, prefix: str = "") -> Iterator[Layer]:
+        for it in self.items:
+            if isinstance(it, Layer):
+                yield replace(it, name=prefix + it.name) if prefix else it
+            else:
+                yield from it[1].layers(prefix + it[0] + ".")
+
+
 @dataclass
 class Report:
     name: str
     input_shape: tuple
     dtype: str
-    layers: list[Layer]
+    costed: Part
     hardware: list[Hardware] = field(default_factory=list)
     deployed: bool = False
 
+    @cached_property
+    def layers(self) -> list[Layer]:
+        return list(self.costed.layers())
+
     @property
     def total(self) -> Totals:
-        t = Totals()
-        for layer in self.layers:
-            t.add(layer)
-        return t
+        return replace(self.costed.total)
 
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
-        for layer in self.layers:
-            parts = layer.name.split(".")
+        for it in self.costed.items:  # a nested part lies inside one section
+            name, total = (it.name, None) if isinstance(it, Layer) else (it[0], it[1].total)
+            parts = name.split(".")
             key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
-            out.setdefault(key, Totals()).add(layer)
+            t = out.setdefault(key, Totals())
+            t.add(it if total is None else total)
         return out
 
     def roofline(self, hw: Hardware) -> float:
-        return sum(layer.time(hw) for layer in self.layers)
+        return self.costed.time(hw)
 
     def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
         """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
-        return [{"ridge_point": rp, "mac_equivalents": sum(max(l.macs, l.bytes * rp) for l in self.layers)}
-                for rp in points]
+        return [{"ridge_point": rp, "mac_equivalents": m}
+                for rp, m in zip(points, self.costed.ridge(tuple(points)))]
 
     # -------------------------------------------------------- renderings
     def to_dict(self, layers: bool = True) -> dict:
@@ -213,39 +267,75 @@ def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: i
     return Layer(name, kind, inputs[0], out, 0, 0, 0, 0, moved)
 
 
-def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
+def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
+    """The cost row of one IR node: an op, or the join of a structural node."""
+    if isinstance(node, ir.Op):
+        c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
+        acts = ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0
+        io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
+        return Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
+                     c.params * nbytes, io_bytes)
+    if isinstance(node, ir.Residual):
+        add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
+        if node.gain is not None:  # the learnable gain on the body: a scalar or one per channel
+            n = node.out_shape[0] if node.gain_per_channel else 1
+            add = replace(add, params=n, weight_bytes=n * nbytes)
+        return add
+    if isinstance(node, ir.Parallel):
+        kind = "add" if node.join == "sum" else "concat"
+        return _join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches], node.out_shape, nbytes)
+    if isinstance(node, ir.Split):
+        return _join_layer(name + ".concat", "concat", [b.out_shape for b in node.branches],
+                           node.out_shape, nbytes)
+    if isinstance(node, ir.Gate):
+        return _join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape], node.out_shape, nbytes)
+    return None
+
+
+def _is_block(node: ir.Node) -> bool:
+    return isinstance(node, ir.Seq) and node.is_block
+
+
+def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
+    items: list = []
+    for name, node in nodes:
+        if _is_block(node) and node.children:
+            items.append((name, _block_part(node.children, nbytes, dtype)))
+        elif not isinstance(node, ir.Seq):
+            layer = _layer(name, node, nbytes)
+            if layer is not None:
+                items.append(layer)
+    return Part(items)
+
+
+def _block_part(children: list, nbytes: int, dtype: str) -> Part:
+    """A block body's cost; kept on the body (an ir.Body, shared by equal calls)."""
+    done = getattr(children, "costed", None)
+    if done is not None and dtype in done:
+        return done[dtype]
+    nodes = [pair for i, c in enumerate(children) for pair in ir.named(c, str(i), _is_block)]
+    part = _part(nodes, nbytes, dtype)
+    if isinstance(children, ir.Body):
+        if done is None:
+            children.costed = done = {}
+        done[dtype] = part
+    return part
+
+
+def costed(spec: ir.Node, dtype: str = "fp32") -> Part:
+    """The cost of `spec`, layer by layer, with block bodies costed once each."""
     nbytes = DTYPE_BYTES[dtype]
-    out: list[Layer] = []
-    for name, node in ir.named(spec):
-        if isinstance(node, ir.Op):
-            c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
-            acts = ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0
-            io_bytes = (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
-            if node.kind in ("identity",) or (node.kind == "dropout"):
-                io_bytes = 0
-            out.append(Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
-                             c.params * nbytes, io_bytes))
-        elif isinstance(node, ir.Residual):
-            add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
-            if node.gain is not None:  # the learnable gain on the body: a scalar or one per channel
-                n = node.out_shape[0] if node.gain_per_channel else 1
-                add = replace(add, params=n, weight_bytes=n * nbytes)
-            out.append(add)
-        elif isinstance(node, ir.Parallel):
-            kind = "add" if node.join == "sum" else "concat"
-            out.append(_join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches],
-                                   node.out_shape, nbytes))
-        elif isinstance(node, ir.Split):
-            out.append(_join_layer(name + ".concat", "concat", [b.out_shape for b in node.branches],
-                                   node.out_shape, nbytes))
-        elif isinstance(node, ir.Gate):
-            out.append(_join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape],
-                                   node.out_shape, nbytes))
-    return out
+    if _is_block(spec):  # a block on its own
+        return _block_part(spec.children, nbytes, dtype)
+    return _part(ir.named(spec, "", _is_block), nbytes, dtype)
+
+
+def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
+    return list(costed(spec, dtype).layers())
 
 
 def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
            deployed: bool = False) -> Report:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
-    return Report(name, spec.in_shape, dtype, layers(spec, dtype), list(hardware or []), deployed)
+    return Report(name, spec.in_shape, dtype, costed(spec, dtype), list(hardware or []), deployed)

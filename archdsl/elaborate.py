@@ -63,6 +63,7 @@ class Elaborator:
         self.program = program
         self.path: list[str] = []
         self.depth = 0
+        self.memo = _memo_of(program)
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, loc: A.Loc | None, hint: str | None = None) -> ArchError:
@@ -299,8 +300,15 @@ class Elaborator:
         try:
             for p in d.params:  # defaults may refer to earlier parameters and to `in`
                 inner[p.name] = values[p.name] if p.name in values else self.evaluate(p.default, inner)
-            seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), [], role, stmt.name)
+            # A block's body depends only on its arguments and input shape: an
+            # equal call shares the first one's children (ir.Seq.is_block).
+            key = (stmt.name, shape, _frozen([inner[p] for p in params]))
+            done = self.memo.get(key)
+            if done is not None:
+                return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
+            seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), ir.Body(), role, stmt.name)
             seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+            self.memo.put(key, seq)
         finally:
             self.depth -= 1
             self.path.pop()
@@ -595,6 +603,56 @@ class _Bound:
 
 # Validated (frozen) op attributes by (op, argument values): most layers repeat.
 _ATTRS: dict[tuple, Any] = {}
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable stand-in for a spec value, telling apart what `==` does not
+    (1, 1.0 and true; -0.0 and 0.0; a list and a tuple)."""
+    t = type(v)
+    if t is list or t is tuple:
+        return (t, tuple(_frozen(x) for x in v))
+    if t is float:
+        return (t, repr(v))
+    return (t, v)
+
+
+class _BlockMemo:
+    """Elaborated block bodies of one program by (block, input shape, argument
+    values), kept across elaborations (a sweep's configs share most blocks)."""
+
+    LIMIT = 2_000
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.bodies: dict[tuple, ir.Seq] = {}
+
+    def get(self, key: tuple) -> ir.Seq | None:
+        return self.bodies.get(key)
+
+    def put(self, key: tuple, seq: ir.Seq) -> None:
+        if len(self.bodies) >= self.LIMIT:
+            self.bodies.clear()
+        self.bodies[key] = seq
+
+
+# The memos of the programs elaborated last, by id; each holds its program, so
+# an id is not reused while its memo is here.
+_MEMOS: dict[int, _BlockMemo] = {}
+
+
+def forget_blocks() -> None:
+    """Drop every elaborated block body kept for reuse (benchmarks use this to
+    time a config never elaborated before)."""
+    _MEMOS.clear()
+
+
+def _memo_of(program: Program) -> _BlockMemo:
+    memo = _MEMOS.get(id(program))
+    if memo is None or memo.program is not program:
+        if len(_MEMOS) >= 8:
+            _MEMOS.pop(next(iter(_MEMOS)))
+        memo = _MEMOS[id(program)] = _BlockMemo(program)
+    return memo
 
 # Dispatch tables: node type -> Elaborator method.
 _EXPR = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_e_")}

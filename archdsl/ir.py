@@ -5,7 +5,7 @@ Nothing here is PyTorch. Shapes are (C, H, W) for one sample.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .ast import Loc
 
@@ -26,6 +26,13 @@ class Op(Node):
     attrs: Any  # the op's pydantic attribute model
 
 
+class Body(list):
+    """The children of a block call's Seq. Equal calls share one Body; the
+    cost report keeps the body's cost on it (per dtype), computed once."""
+
+    __slots__ = ("costed",)
+
+
 @dataclass
 class Seq(Node):
     children: list[Node] = field(default_factory=list)
@@ -33,6 +40,12 @@ class Seq(Node):
     # | "stage" | "block" | "head" | None for a plain sequence.
     role: str | None = None
     name: str | None = None  # block or network name, for display
+
+    @property
+    def is_block(self) -> bool:
+        """A block call's body. Equal calls (same block, arguments and input
+        shape) share one `children` list: elaboration and costing do each once."""
+        return self.name is not None and self.role in ("block", None)
 
 
 @dataclass
@@ -98,12 +111,15 @@ def numel(shape: Shape) -> int:
     return c * h * w
 
 
-def named(node: Node, prefix: str = "") -> list[tuple[str, Node]]:
-    """(module name, node) pairs, named as the torch backend names its modules."""
+def named(node: Node, prefix: str = "", stop: Callable[[Node], bool] | None = None) -> list[tuple[str, Node]]:
+    """(module name, node) pairs, named as the torch backend names its modules.
+    Nodes for which `stop` is true are listed but not entered."""
     out: list[tuple[str, Node]] = []
 
     def visit(node: Node, prefix: str) -> None:
         out.append((prefix, node))
+        if stop is not None and stop(node):
+            return
         dot = prefix + "." if prefix else ""
         if isinstance(node, Seq):
             if node.role == "network":

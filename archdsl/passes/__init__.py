@@ -9,6 +9,7 @@ from .. import ir
 from .fold_bn import fold_bn
 from .fuse_branches import fuse_branches
 from .origins import Expr, Fold, Identity, Origins, Sum, Tensors
+from .rewrite import unshared
 
 # Run in turn until nothing changes: a fused sum may be followed by a BN to
 # fold, and a folded conv may make a branch linear.
@@ -22,6 +23,7 @@ class Deployed:
 
 
 def deploy(spec: ir.Seq) -> Deployed:
+    spec = unshared(spec)
     origins = Origins(spec)
     while True:
         before = spec

@@ -36,3 +36,19 @@ def bottom_up(node: ir.Node, fn: Callable[[ir.Node], ir.Node], origins: Origins)
         if body is not node.body:
             new = replace(node, body=body)
     return fn(origins.copied(new, node) if new is not node else node)
+
+
+def unshared(node: ir.Node) -> ir.Node:
+    """A copy of the tree in which no node appears twice. Elaboration shares
+    the body of equal block calls; provenance (origins.py) needs one node per
+    module, since it keys nodes by identity."""
+    if isinstance(node, ir.Seq):
+        return replace(node, children=[unshared(c) for c in node.children])
+    if isinstance(node, ir.Residual):
+        return replace(node, body=unshared(node.body),
+                       shortcut=unshared(node.shortcut) if node.shortcut is not None else None)
+    if isinstance(node, (ir.Parallel, ir.Split)):
+        return replace(node, branches=[unshared(b) for b in node.branches])
+    if isinstance(node, ir.Gate):
+        return replace(node, body=unshared(node.body))
+    return replace(node)

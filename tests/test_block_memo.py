@@ -1,0 +1,112 @@
+"""Equal block calls are elaborated and costed once (elaborate._BlockMemo,
+ir.Body, cost.Part), and nothing a user sees depends on it."""
+import pytest
+import torch
+
+import archdsl
+from archdsl import ir
+from archdsl.cost import report
+from archdsl.elaborate import elaborate, forget_blocks
+from archdsl.errors import ArchError
+from archdsl.program import load_program
+
+SPEC = """
+block unit(c, stride = 1) {
+  residual(when: stride == 1 and in.c == c) { conv(c, 3, stride: stride) bn relu }
+}
+block twice(c) { unit(c) unit(c) }
+block relus(n) { repeat n as i { relu } }
+network t(res = 16, n = 2) {
+  input(4, res, res)
+  stage { unit(8, stride: 2) unit(8) unit(8) twice(8) }
+  stage { unit(16, stride: 2) unit(16) relus(n) }
+  head { global_pool linear(10) }
+}
+"""
+
+
+def blocks(spec):
+    return [n for _, n in ir.named(spec) if isinstance(n, ir.Seq) and n.is_block]
+
+
+@pytest.fixture
+def program(tmp_path):
+    f = tmp_path / "memo.arch"
+    f.write_text(SPEC)
+    forget_blocks()
+    return load_program(f)
+
+
+def test_equal_calls_share_one_body(program):
+    spec = elaborate(program, {})
+    s0 = spec.children[1].children[0].children
+    # unit(8, stride: 2) differs from unit(8); the two unit(8) calls share one body
+    assert s0[0].children is not s0[1].children
+    assert s0[1].children is s0[2].children
+    # nested calls inside twice(8) too, and they keep their own call site
+    inner = s0[3].children
+    assert inner[0].children is s0[1].children is inner[1].children
+    assert inner[0].loc != s0[1].loc
+    # another input shape is another body: unit(16) after 8 channels vs after 16
+    s1 = spec.children[1].children[1].children
+    assert s1[0].children is not s1[1].children
+
+
+def test_a_new_elaboration_reuses_the_bodies_and_forgetting_them_does_not(program):
+    a, b = elaborate(program, {}), elaborate(program, {})
+    assert blocks(a)[1].children is blocks(b)[1].children
+    forget_blocks()
+    c = elaborate(program, {})
+    assert blocks(c)[1].children is not blocks(a)[1].children
+    assert report(c, "t").to_dict() == report(a, "t").to_dict()
+
+
+def test_report_layers_are_named_and_summed_as_without_sharing(program):
+    spec = elaborate(program, {})
+    rep = report(spec, "t")
+    names = [l.name for l in rep.layers]
+    assert len(names) == len(set(names))
+    ops = [name for name, n in ir.named(spec) if isinstance(n, ir.Op)]
+    assert [l.name for l in rep.layers if l.kind not in ("add",)] == ops
+    # totals from the kept per-body sums equal a plain sum over the layer rows
+    assert rep.total.params == sum(l.params for l in rep.layers)
+    assert rep.total.macs == sum(l.macs for l in rep.layers)
+    assert rep.total.act_bytes == sum(l.act_bytes for l in rep.layers)
+    for hw in archdsl.cost("resnet18").hardware:
+        assert rep.roofline(hw) == pytest.approx(sum(l.time(hw) for l in rep.layers), rel=1e-12)
+    sweep = rep.ridge_sweep()
+    assert [r["mac_equivalents"] for r in sweep] == [
+        sum(max(l.macs, l.bytes * r["ridge_point"]) for l in rep.layers) for r in sweep]
+    sections = rep.by_section()
+    assert sections["stages.0"].macs + sections["stages.1"].macs + sections["head"].macs == rep.total.macs
+
+
+def test_shared_bodies_lower_to_separate_modules(program):
+    spec = elaborate(program, {})
+    net = archdsl.lower.build_module(spec)
+    a, b = net.stages[0].blocks[1], net.stages[0].blocks[2]
+    assert a is not b and a[0].body[0].weight is not b[0].body[0].weight
+    names = [n for n, _ in net.named_modules()]
+    assert len(names) == len(set(names))
+    assert {n for n, _ in ir.named(spec)} <= set(names)
+    assert net(torch.randn(1, 4, 16, 16)).shape == (1, 10)
+
+
+def test_the_memo_tells_an_int_from_a_float(program):
+    """relus(2) and relus(2.0) look equal to Python; only one is a valid repeat count."""
+    elaborate(program, {"n": 2})
+    with pytest.raises(ArchError, match="repeat count must be a non-negative integer"):
+        elaborate(program, {"n": 2.0})
+
+
+def test_deploy_of_a_shared_spec_keeps_weights_apart(program):
+    torch.manual_seed(0)
+    net = archdsl.lower.build_module(elaborate(program, {})).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        assert (archdsl.deploy(net)(x) - net(x)).abs().max().item() <= 1e-5
