@@ -291,8 +291,7 @@ class Elaborator:
             raise self.error(f"'{stmt.name}' is a network, not a block", stmt.loc)
         if self.depth >= _MAX_DEPTH:
             raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
-        params = [p.name for p in d.params]
-        required = {p.name for p in d.params if p.default is None}
+        params, required = _params_of(d)
         values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
         inner: dict[str, Any] = {"$in": InputShape(*shape)}
         self.path.append(label)
@@ -302,7 +301,7 @@ class Elaborator:
                 inner[p.name] = values[p.name] if p.name in values else self.evaluate(p.default, inner)
             # A block's body depends only on its arguments and input shape: an
             # equal call shares the first one's children (ir.Seq.is_block).
-            key = (stmt.name, shape, _frozen([inner[p] for p in params]))
+            key = (stmt.name, shape, tuple([_frozen(inner[p]) for p in params]))
             done = self.memo.get(key)
             if done is not None:
                 return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
@@ -609,11 +608,23 @@ def _frozen(v: Any) -> Any:
     """A hashable stand-in for a spec value, telling apart what `==` does not
     (1, 1.0 and true; -0.0 and 0.0; a list and a tuple)."""
     t = type(v)
-    if t is list or t is tuple:
-        return (t, tuple(_frozen(x) for x in v))
     if t is float:
         return (t, repr(v))
+    if t is list or t is tuple:
+        return (t, tuple([_frozen(x) for x in v]))
     return (t, v)
+
+
+# (parameter names, required ones) of each block definition, by id; each
+# entry holds its definition, so an id is not reused while it is here.
+_PARAMS: dict[int, tuple[A.Definition, list[str], set[str]]] = {}
+
+
+def _params_of(d: A.Definition) -> tuple[list[str], set[str]]:
+    hit = _PARAMS.get(id(d))
+    if hit is None or hit[0] is not d:
+        hit = _PARAMS[id(d)] = (d, [p.name for p in d.params], {p.name for p in d.params if p.default is None})
+    return hit[1], hit[2]
 
 
 class _BlockMemo:
