@@ -7,7 +7,8 @@ Convention (also written into every report):
   equal to torch.utils.flop_counter.FlopCounterMode's total / 2.
 - FLOPs = 2 × MACs.
 - activations: elements of the output tensors of conv and linear layers
-  (the RegNet paper's definition), per image.
+  (the RegNet paper's definition), per image, including the convs inside an
+  op (mqa's projections).
 - bytes of a layer: its weights + its input activations + its output
   activations at the chosen dtype; joins (add, multiply, concat) read their
   inputs and write their output.
@@ -271,7 +272,8 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
     """The cost row of one IR node: an op, or the join of a structural node."""
     if isinstance(node, ir.Op):
         c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
-        acts = ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0
+        acts = c.activations if c.activations is not None else (
+            ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
         io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
         return Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
                      c.params * nbytes, io_bytes)

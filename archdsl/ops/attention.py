@@ -89,7 +89,10 @@ def cost(a: MQAAttrs, x: Shape, y: Shape) -> Cost:
         params += 2 * (c * a.k * a.k + 2 * c)  # depthwise kernel + BN affine, for K and V
         macs += 2 * m * c * a.k * a.k
     macs += a.heads * n * m * (a.key_dim + vd)  # q k^T and attn v
-    return Cost(params=params, macs=macs)
+    # the outputs of its convs: query, key and value projections (after their
+    # strided depthwise convs), output projection
+    acts = n * qk + m * (a.key_dim + vd) + n * out + (2 * m * c if a.kv_stride > 1 else 0)
+    return Cost(params=params, macs=macs, activations=acts)
 
 
 class MultiQueryAttention(nn.Module):

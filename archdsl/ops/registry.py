@@ -24,6 +24,9 @@ class Attrs(BaseModel):
 class Cost:
     params: int = 0
     macs: int = 0
+    # Elements of the conv and linear outputs the op makes (the RegNet paper's
+    # activations); None: its own output if it is a conv or linear, else 0.
+    activations: int | None = None
 
 
 class ShapeError(ValueError):
