@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from . import ir
+from .construct import Replicator, sequential
 from .modules import DropPath, Gate, ParallelConcat, ParallelSum, Residual, SplitConcat, Stage
 from .ops import REGISTRY, LowerContext
 
@@ -27,11 +28,14 @@ class _Lowering:
         self.rate = drop_path_rate
         self.count = residual_count
         self.index = 0
+        # One per build: repeated layers are made from their first instance.
+        make = Replicator()
+        self.contexts = {ok: LowerContext(ok, make) for ok in (False, True)}
 
     def node(self, n: ir.Node, inplace_ok: bool = False) -> nn.Module:
         if isinstance(n, ir.Op):
             opdef = REGISTRY[n.kind]
-            return opdef.lower(n.attrs, n.in_shape, n.out_shape, LowerContext(inplace_ok))
+            return opdef.lower(n.attrs, n.in_shape, n.out_shape, self.contexts[inplace_ok])
         if isinstance(n, ir.Seq):
             return self.seq(n)
         if isinstance(n, ir.Residual):
@@ -59,7 +63,7 @@ class _Lowering:
         return out
 
     def seq(self, seq: ir.Seq) -> nn.Sequential:
-        return nn.Sequential(*self.children(seq))
+        return sequential(self.children(seq))
 
 
 class Network(nn.Module):
@@ -71,12 +75,13 @@ class Network(nn.Module):
         # convolutions run faster in it (deployed builds use it by default).
         self.channels_last = channels_last
         stem_ir, stages_ir, head_ir = spec.children
-        residuals = sum(1 for n in ir.walk(spec) if isinstance(n, ir.Residual) and n.drop_path)
+        residuals = 0 if drop_path_rate == 0 else sum(  # the rate schedule needs the count
+            1 for n in ir.walk(spec) if isinstance(n, ir.Residual) and n.drop_path)
         low = _Lowering(drop_path_rate, residuals)
         self.spec = spec  # the IR it was built from: archdsl.deploy rewrites it
         self.drop_path_rate = drop_path_rate
         self.stem = low.seq(stem_ir)
-        self.stages = nn.Sequential(*[Stage(low.children(s)) for s in stages_ir.children])
+        self.stages = sequential([Stage(low.children(s)) for s in stages_ir.children])
         self.head = low.seq(head_ir)
         # Layers of the head before global pooling belong to forward_features.
         kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
@@ -148,9 +153,4 @@ def build_module(spec: ir.Seq, drop_path_rate: float = 0.0, device: str | torch.
         net = Network(spec, drop_path_rate, channels_last)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    if (device is None or torch.device(device).type != "meta"):
-        with torch.no_grad():
-            for m in net.modules():
-                if getattr(m, "zero_init", False):
-                    m.weight.zero_()
     return net

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .construct import adopt, module_list, sequential
+
 
 class DropPath(nn.Module):
     """Stochastic depth: drop a residual branch per sample while training."""
@@ -35,10 +37,10 @@ class Residual(nn.Module):
         shape = (gain_channels, 1, 1) if gain_channels else ()
         self.gain = nn.Parameter(torch.empty(shape)) if gain is not None else None
         if shortcut_first:  # registration order only: state-dict order for ports
-            self.shortcut = shortcut
-        self.body = body
-        self.shortcut = shortcut
-        self.drop_path = drop_path
+            adopt(self, "shortcut", shortcut)
+        adopt(self, "body", body)
+        adopt(self, "shortcut", shortcut)
+        adopt(self, "drop_path", drop_path)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -58,7 +60,7 @@ class Residual(nn.Module):
 class ParallelSum(nn.Module):
     def __init__(self, branches: list[nn.Module]):
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        adopt(self, "branches", module_list(branches))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
@@ -71,7 +73,7 @@ class ParallelSum(nn.Module):
 class ParallelConcat(nn.Module):
     def __init__(self, branches: list[nn.Module]):
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        adopt(self, "branches", module_list(branches))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([b(x) for b in self.branches], dim=1)
@@ -83,7 +85,7 @@ class SplitConcat(nn.Module):
     def __init__(self, sizes: list[int], branches: list[nn.Module]):
         super().__init__()
         self.sizes = list(sizes)
-        self.branches = nn.ModuleList(branches)
+        adopt(self, "branches", module_list(branches))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = torch.split(x, self.sizes, dim=1)
@@ -98,7 +100,7 @@ class Gate(nn.Module):
 
     def __init__(self, body: nn.Module):
         super().__init__()
-        self.body = body
+        adopt(self, "body", body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.body(x)
@@ -107,7 +109,7 @@ class Gate(nn.Module):
 class Stage(nn.Module):
     def __init__(self, blocks: list[nn.Module]):
         super().__init__()
-        self.blocks = nn.Sequential(*blocks)
+        adopt(self, "blocks", sequential(blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)

@@ -73,10 +73,10 @@ class SamePadConv2d(nn.Conv2d):
 
 def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     if a.padding == "same" and not _same_is_symmetric(a):
-        return SamePadConv2d(x[0], a.out, a.k, stride=a.stride, padding=0, dilation=a.dilation,
-                             groups=a.groups, bias=a.bias)
-    return nn.Conv2d(x[0], a.out, a.k, stride=a.stride, padding=padding(a),
-                     dilation=a.dilation, groups=a.groups, bias=a.bias)
+        return ctx.make(SamePadConv2d, x[0], a.out, a.k, stride=a.stride, padding=0, dilation=a.dilation,
+                        groups=a.groups, bias=a.bias)
+    return ctx.make(nn.Conv2d, x[0], a.out, a.k, stride=a.stride, padding=padding(a),
+                    dilation=a.dilation, groups=a.groups, bias=a.bias)
 
 
 CONV = register(OpDef("conv", ConvAttrs, shape, cost, lower,

@@ -31,7 +31,7 @@ class FlatLinear(nn.Linear):
 
 
 def lower(a: LinearAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    return FlatLinear(numel(x), a.out, bias=a.bias)
+    return ctx.make(FlatLinear, numel(x), a.out, bias=a.bias)
 
 
 register(OpDef("linear", LinearAttrs, shape, cost, lower, "linear(out, bias: true)"))

@@ -1,6 +1,7 @@
 """Normalization."""
 from __future__ import annotations
 
+import torch
 from pydantic import Field
 from torch import nn
 
@@ -24,8 +25,11 @@ def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
 
 
 def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    m = nn.BatchNorm2d(x[0], eps=a.eps, momentum=a.momentum)
-    m.zero_init = a.zero_init  # read by archdsl.lower.init_weights
+    m = ctx.make(nn.BatchNorm2d, x[0], eps=a.eps, momentum=a.momentum)
+    m.zero_init = a.zero_init  # kept on the module: says why its gamma started at zero
+    if a.zero_init:
+        with torch.no_grad():
+            m.weight.zero_()
     return m
 
 

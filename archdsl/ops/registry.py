@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from ..construct import construct
 from ..ir import Shape
 
 
@@ -38,6 +39,9 @@ class LowerContext:
     # True when the op's input is a tensor no other consumer reads, so an
     # activation may run in place.
     inplace_ok: bool = False
+    # make(cls, *args, **kwargs) builds a module as cls(*args, **kwargs) does;
+    # the torch backend passes one that builds repeats faster (archdsl.construct).
+    make: Callable[..., Any] = construct
 
 
 @dataclass(frozen=True)
