@@ -46,7 +46,7 @@ class _Lowering:
                 dp = DropPath(rate) if rate > 0 else None
             short = self.seq(n.shortcut) if n.shortcut is not None else None
             return Residual(self.seq(n.body), short, dp, n.gain, n.shortcut_first,
-                            n.out_shape[0] if n.gain_per_channel else 0)
+                            n.out_shape[0] if n.gain_per_channel else 0, _fresh(n.body))
         if isinstance(n, ir.Parallel):
             branches = [self.seq(b) for b in n.branches]
             return ParallelSum(branches) if n.join == "sum" else ParallelConcat(branches)

@@ -29,8 +29,12 @@ class Residual(nn.Module):
     """shortcut(x) + [gain *] drop_path(body(x))."""
 
     def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None,
-                 gain: float | None = None, shortcut_first: bool = False, gain_channels: int = 0):
+                 gain: float | None = None, shortcut_first: bool = False, gain_channels: int = 0,
+                 body_fresh: bool = False):
         super().__init__()
+        # The body returns a tensor nothing else holds: outside autograd the
+        # shortcut may be added into it in place (as timm's blocks do).
+        self.body_fresh = body_fresh
         # A module's own parameters come first in its state dict, as timm's
         # skipinit_gain (a scalar) and ConvNeXt's gamma (per channel) do.
         self.gain_init = gain
@@ -52,9 +56,15 @@ class Residual(nn.Module):
         y = self.body(x)
         if self.drop_path is not None:
             y = self.drop_path(y)
+        fresh = self.body_fresh
         if self.gain is not None:
-            y = y * self.gain
-        return (x if self.shortcut is None else self.shortcut(x)) + y
+            y, fresh = y * self.gain, True
+        s = x if self.shortcut is None else self.shortcut(x)
+        # (a trace records one branch: it takes the out-of-place one, valid everywhere)
+        if fresh and not (torch.is_grad_enabled() and y.requires_grad) and y.dtype == s.dtype \
+                and y.shape == s.shape and not torch.jit.is_tracing():
+            return y.add_(s)
+        return s + y
 
 
 class ParallelSum(nn.Module):

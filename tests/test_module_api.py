@@ -85,3 +85,38 @@ def test_build_output_loads_back(tmp_path):
     m = archdsl.load(tmp_path)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in saved.items())
     assert result["params"] == sum(p.numel() for p in m.parameters())
+
+
+RESIDUALS = """
+network r(res = 8) {
+  input(4, res, res)
+  stage {
+    residual { conv(4, 3) bn }
+    residual { dropout(0.0) }
+    residual(gain: 0.5) { identity }
+  }
+}
+"""
+
+
+def test_residual_adds_in_place_only_into_a_fresh_body(tmp_path):
+    """Outside autograd a residual adds its shortcut into the body's output;
+    a body that passes its input through must not have it overwritten."""
+    f = tmp_path / "r.arch"
+    f.write_text(RESIDUALS)
+    net = build_module(elaborate(load_program(f), {})).eval()
+    blocks = net.stages[0].blocks
+    assert [b.body_fresh for b in blocks] == [True, False, False]
+    x = torch.randn(2, 4, 8, 8)
+    kept = x.clone()
+    with torch.no_grad():
+        y = blocks[0](x)
+        assert torch.equal(x, kept)
+        assert torch.equal(y, x + blocks[0].body(x))
+        assert torch.equal(blocks[1](x), x + x) and torch.equal(x, kept)
+        assert torch.equal(blocks[2](x), x + 0.5 * x) and torch.equal(x, kept)
+        inference = net(x)
+    training = net(x)  # autograd on: out of place, and backward works
+    assert training.requires_grad and torch.equal(inference, training)
+    training.sum().backward()
+    assert net.stages[0].blocks[0].body[0].weight.grad is not None
