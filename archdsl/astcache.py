@@ -35,6 +35,11 @@ def cache_dir() -> Path | None:
     """The cache folder, or None when the cache is turned off."""
     if os.environ.get(ENV_OFF, "") not in ("", "0"):
         return None
+    return archdsl_cache_folder()
+
+
+def archdsl_cache_folder() -> Path | None:
+    """Where archdsl keeps what it caches (None: no home to put it in)."""
     if os.environ.get(ENV_DIR):
         return Path(os.environ[ENV_DIR])
     xdg = os.environ.get("XDG_CACHE_HOME", "")

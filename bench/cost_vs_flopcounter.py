@@ -10,7 +10,10 @@ process, alternating within each round:
                 learn params and MACs without archc.
   ref (meta)    the same on the meta device (informational: a tighter bound).
   cost()        archdsl.cost(preset) end to end — config compose, validate,
-                parse, elaborate, report — with the parse cache cleared.
+                parse, elaborate, report — with the parse cache cleared. The
+                on-disk parse cache is turned off for the whole run
+                (ARCHDSL_NO_CACHE=1), so "cold" always means lark parsing
+                every file (bench/load_vs_timm.py shows the cache's effect).
   parse+elab    load_program(find_recipe(recipe)) with the parse cache cleared,
                 elaborate, report: parsing included, config compose left out.
   once parsed   elaborate + report (totals and roofline, what a sweep's row
@@ -32,6 +35,7 @@ interpreters (first call in a process, imports excluded), informationally.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +246,7 @@ def per_config_summary(configs: list[dict], slow: list[str]) -> str:
 
 def main(argv=None) -> int:
     args = C.parser(__doc__.splitlines()[0], DEFAULT_PRESETS).parse_args(argv)
+    os.environ["ARCHDSL_NO_CACHE"] = "1"  # cold parses are real parses (see the docstring)
     threads = C.set_threads(args.threads)
     env = C.environment()  # at the start: the commit measured
     vs_ref, missing = C.select_presets(args.presets, DEFAULT_PRESETS)
@@ -318,7 +323,8 @@ def main(argv=None) -> int:
           f"Medians over {rounds} interleaved round(s); speedup = median of per-round "
           "(reference time / archc time). Reference: build on CPU (default init) + one batch-1 "
           "FlopCounterMode forward (eval, no_grad) at the preset's input size; ref (meta): the same on the "
-          "meta device (informational). cost() and parse+elab+report start from a cleared parse cache.", "",
+          "meta device (informational). cost() and parse+elab+report start from a cleared parse cache, with "
+          "the on-disk parse cache off: every file is parsed by lark.", "",
           ref_table, "", "## Per config (archc only)", "",
           f"Medians over {PER_CONFIG_ROUNDS_QUICK if args.quick else PER_CONFIG_ROUNDS} rounds after a warm-up round; 'once parsed' = "
           "elaborate + report (totals and roofline times) on an already-parsed program, for a config not "

@@ -149,3 +149,14 @@ def test_where_the_cache_lives(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert astcache.cache_dir() == tmp_path / "home" / ".cache" / "archdsl"
+
+
+def test_the_parser_tables_live_in_the_users_cache_folder(cache, tmp_path, monkeypatch):
+    """lark's table cache is a pickle: never in the shared temp folder lark would pick."""
+    where = parser._tables_file()
+    assert Path(where).parent == cache / "lark"
+    assert (cache / "lark").stat().st_mode & 0o077 == 0  # the user's alone
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(blocker))  # cannot hold a folder: no table cache
+    assert parser._tables_file() is False
