@@ -28,7 +28,8 @@ class Compiled:
                       deployed=self.config.deploy)
 
     def module(self, device=None) -> Network:
-        return build_module(self.spec, self.config.drop_path_rate, device, self.config.uses_channels_last)
+        return build_module(self.spec, self.config.drop_path_rate, device, self.config.uses_channels_last,
+                            self.config.uses_prepack)
 
 
 def parse(path: str | Path) -> SourceFile:

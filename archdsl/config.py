@@ -31,10 +31,15 @@ class ArchConfig(BaseModel):
     drop_path_rate: float = Field(0.0, ge=0, lt=1)
     deploy: bool = False
     channels_last: bool | None = None  # None: on for deployed builds
+    prepack: bool | None = None  # None: on for deployed builds
 
     @property
     def uses_channels_last(self) -> bool:
         return self.deploy if self.channels_last is None else self.channels_last
+
+    @property
+    def uses_prepack(self) -> bool:
+        return self.deploy if self.prepack is None else self.prepack
     save_weights: bool = True
     hardware: dict[str, HardwareConfig] = Field(default_factory=dict)
 

@@ -59,12 +59,14 @@ def _kept(state: dict[str, torch.Tensor], nodes: set[str], renames: dict[str, st
     return out
 
 
-def deploy(module: Network, channels_last: bool = True) -> Network:
+def deploy(module: Network, channels_last: bool = True, prepack: bool = True) -> Network:
     """The deployed form of a compiled network (BatchNorms folded into the
     convolutions before them, sums of linear branches fused into one
     convolution), with weights computed from `module`'s. Returned in eval mode:
     the fold uses the BatchNorms' running statistics. channels_last: run in
-    channels-last memory (faster convolutions on CPUs; outputs are the same)."""
+    channels-last memory (faster convolutions on CPUs); prepack: convolutions
+    keep a oneDNN-packed copy of their weight for inference on the CPU
+    (archdsl.prepack). Neither changes the outputs beyond rounding."""
     if not isinstance(module, Network):
         raise TypeError("deploy() takes a module built by archdsl (archdsl.load or Compiled.module)")
     d = passes.deploy(module.spec)
@@ -77,6 +79,6 @@ def deploy(module: Network, channels_last: bool = True) -> Network:
         for name, expr in d.origins.items():
             if not isinstance(expr, Tensors):
                 state[f"{name}.weight"], state[f"{name}.bias"] = _conv(expr, module, to)
-    out = build_module(d.spec, module.drop_path_rate, p.device, channels_last)
+    out = build_module(d.spec, module.drop_path_rate, p.device, channels_last, prepack)
     out.load_state_dict(state)
     return out.eval()

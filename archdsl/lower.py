@@ -145,12 +145,17 @@ class Network(nn.Module):
 
 
 def build_module(spec: ir.Seq, drop_path_rate: float = 0.0, device: str | torch.device | None = None,
-                 channels_last: bool = False) -> Network:
+                 channels_last: bool = False, prepack: bool = False) -> Network:
     """Weights start from PyTorch's default initialization (one pass, as
     torchvision does); a BN with zero_init starts its residual branch at zero.
-    channels_last: 4-D weights and inputs in channels-last memory."""
+    channels_last: 4-D weights and inputs in channels-last memory.
+    prepack: convolutions keep a oneDNN-packed weight for inference (archdsl.prepack)."""
     with torch.device(device) if device is not None else contextlib.nullcontext():
         net = Network(spec, drop_path_rate, channels_last)
     if channels_last:
         net.to(memory_format=torch.channels_last)
+    if prepack:
+        from .prepack import prepack as pack
+
+        pack(net)
     return net

@@ -1,18 +1,20 @@
 """Forward latency of deployed archc modules vs timm, CPU.
 
 archc: `archdsl.deploy(archdsl.load(preset))` (BatchNorms folded, RepVGG's
-branches fused, channels-last memory). timm: the same model unfolded (eval
-mode, BatchNorms run, NCHW as created), and for RepVGG also after timm's own
-re-parameterization (`timm.utils.model.reparameterize_model`). Beside them,
-archc deployed in NCHW and timm in NHWC, so that the table shows what folding
-and what the layout each gain. Eval, torch.inference_mode, same
+branches fused, channels-last memory, convolution weights prepacked for
+oneDNN). timm: the same model unfolded (eval mode, BatchNorms run, NCHW as
+created), and for RepVGG also after timm's own re-parameterization
+(`timm.utils.model.reparameterize_model`). Beside them, each step on its own
+(folding alone; channels-last without prepacking, against timm in NHWC), and
+timm through PyTorch's own trace/freeze/optimize_for_inference. Eval, torch.inference_mode, same
 threads, flush-denormal on, default init. For each batch size (1 and 8),
 each round times one forward of each model (a short chunk for quick ones),
 rotating the order; ratios are medians of per-round ratios.
 
 Goals: deployed archc >= 1.15x faster than unfolded timm on the BN-heavy
 models (resnet50, regnety_080, efficientnet_b0), and within +-5% of timm's
-re-parameterized RepVGG in the same layout (the same fused graph).
+re-parameterized RepVGG with the same layout and kernels (the same fused
+graph).
 
     python bench/deploy_latency.py [--presets a,b] [--quick] [--batches 1,8]
 """
@@ -42,17 +44,32 @@ def channels_last(model):
     return lambda x: model(x.contiguous(memory_format=torch.channels_last))
 
 
+def frozen(model, shape):
+    """timm's model as PyTorch's own inference tools deploy it: traced, frozen
+    and optimize_for_inference (which folds BatchNorms and, on the CPU, moves
+    convolutions to oneDNN with prepacked weights)."""
+    import torch
+
+    with torch.no_grad():
+        m = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, torch.randn(1, *shape))))
+    return m
+
+
 def models(preset: str) -> dict:
-    """The timed callables. archc deployed runs channels-last (the deploy
-    default); the NCHW and NHWC variants separate what folding gains from what
-    the memory layout gains."""
+    """The timed callables. archc deployed: folded, channels-last, weights
+    prepacked (the deploy default). Beside it, the steps one at a time: folding
+    alone (NCHW, plain convs), and channels-last without prepacking; timm as
+    created (NCHW), in NHWC, and through PyTorch's trace/freeze/optimize."""
     import archdsl
 
     trained = archdsl.load(preset)
+    shape = C.input_shape(preset)
     out = {"archc deployed": archdsl.deploy(trained),
-           "archc deployed NCHW": archdsl.deploy(trained, channels_last=False),
+           "archc folded NCHW": archdsl.deploy(trained, channels_last=False, prepack=False),
+           "archc folded NHWC": archdsl.deploy(trained, prepack=False),
            "timm": C.build_reference(preset).eval(),
-           "timm NHWC": channels_last(C.build_reference(preset).eval())}
+           "timm NHWC": channels_last(C.build_reference(preset).eval()),
+           "timm frozen": frozen(C.build_reference(preset).eval(), shape)}
     if preset.startswith("repvgg"):
         from timm.utils.model import reparameterize_model
 
@@ -95,14 +112,16 @@ def bench_preset(preset: str, batches: list[int], budget_s: float) -> list[dict]
         row = {"preset": preset, "batch": b, "input_shape": list(shape), "forwards_per_round": n,
                "rounds": rounds, "times_s": {k: C.summary(v) for k, v in t.items()}, "raw_s": t,
                "speedup_vs_timm": speedup, "timm_bn_share": share,
-               # folding alone (both NCHW) and with the layouts matched (both NHWC)
-               "speedup_nchw": C.paired_ratio(t["timm"], t["archc deployed NCHW"]),
-               "speedup_nhwc": C.paired_ratio(t["timm NHWC"], t["archc deployed"])}
+               # folding alone (both NCHW, plain convs); + channels-last (timm NHWC too)
+               "speedup_nchw": C.paired_ratio(t["timm"], t["archc folded NCHW"]),
+               "speedup_nhwc": C.paired_ratio(t["timm NHWC"], t["archc folded NHWC"]),
+               # against PyTorch's own inference deployment of timm's model
+               "speedup_vs_frozen": C.paired_ratio(t["timm frozen"], t["archc deployed"])}
         if "timm reparam" in t:
-            # the same fused graph in the same layout: equal is the goal
-            ratio = C.paired_ratio(t["archc deployed"], t["timm reparam NHWC"])
+            # the same fused graph, same layout, plain convs on both sides: equal is the goal
+            ratio = C.paired_ratio(t["archc folded NHWC"], t["timm reparam NHWC"])
             row["archc_over_reparam"] = ratio
-            row["archc_over_reparam_nchw"] = C.paired_ratio(t["archc deployed NCHW"], t["timm reparam"])
+            row["archc_over_reparam_nchw"] = C.paired_ratio(t["archc folded NCHW"], t["timm reparam"])
             row["status"] = "PASS" if abs(ratio["median"] - 1) <= REPARAM_TOLERANCE else (
                 "faster" if ratio["median"] < 1 else "FAIL")
         else:
@@ -123,25 +142,31 @@ def main(argv=None) -> int:
     m = lambda r, k: f"{r[k]['median']:.3f}" if k in r else "-"  # noqa: E731
     table = C.markdown_table(
         ["preset", "batch", "rounds", "archc deployed", "timm", "timm / archc [p25, p75]",
-         "NCHW: timm / archc", "NHWC: timm / archc", "timm in BN (bound)",
-         "archc / timm reparam, NHWC [p25, p75]", "same, NCHW", "goal"],
+         "folding only: timm / archc (NCHW)", "NHWC, unpacked: timm NHWC / archc", "timm in BN (bound)",
+         "timm frozen", "timm frozen / archc", "archc / timm reparam, NHWC unpacked [p25, p75]",
+         "same, NCHW", "goal"],
         [[r["preset"], r["batch"], r["rounds"], t(r, "archc deployed"), t(r, "timm"),
           q(r["speedup_vs_timm"]), m(r, "speedup_nchw"), m(r, "speedup_nhwc"),
           f"{r['timm_bn_share']:.1%} ({1 / (1 - r['timm_bn_share']):.3f})",
+          t(r, "timm frozen"), m(r, "speedup_vs_frozen"),
           q(r["archc_over_reparam"]) if "archc_over_reparam" in r else "-", m(r, "archc_over_reparam_nchw"),
           r["status"]] for r in rows])
     failing = [f"{r['preset']}@b{r['batch']}" for r in rows if r["status"] == "FAIL"]
-    goal = {"goal": f"timm / archc deployed >= {SPEEDUP_GOAL} on BN-heavy models; archc deployed / "
-                    f"timm re-parameterized within +-{REPARAM_TOLERANCE:.0%} on RepVGG",
+    goal = {"goal": f"timm / archc deployed >= {SPEEDUP_GOAL} on BN-heavy models; archc's fused graph / "
+                    f"timm re-parameterized within +-{REPARAM_TOLERANCE:.0%} on RepVGG (same layout and kernels)",
             "failing": failing, "pass": (not failing) if rows else None}
     md = ["# Forward latency: deployed archc vs timm (CPU)\n", C.env_markdown(env, sys.argv), "",
-          f"Eval, inference_mode, {threads} threads, flush-denormal on. archc: `archdsl.deploy(archdsl.load(p))`, "
-          "which runs in channels-last (NHWC) memory; timm: unfolded (BatchNorms run) as `timm.create_model` "
-          "gives it (NCHW); timm reparam: after `timm.utils.model.reparameterize_model` (RepVGG). To separate "
-          "what folding gains from what the layout gains, \"NCHW\" compares timm with "
-          "`archdsl.deploy(..., channels_last=False)` and \"NHWC\" compares archc with timm moved to "
-          "channels-last (input converted inside the timed call, as archc does). RepVGG's goal compares the "
-          "same fused graph in the same layout (both NHWC; both NCHW shown beside it). "
+          f"Eval, inference_mode, {threads} threads, flush-denormal on. archc deployed: "
+          "`archdsl.deploy(archdsl.load(p))`: BatchNorms folded, branches fused, channels-last (NHWC) memory, "
+          "convolution weights prepacked for oneDNN (archdsl/prepack.py). timm: unfolded (BatchNorms run), "
+          "NCHW, as `timm.create_model` gives it. The steps one at a time: \"folding only\" compares timm "
+          "with `archdsl.deploy(..., channels_last=False, prepack=False)`; \"NHWC, unpacked\" compares timm "
+          "moved to channels-last (input converted inside the timed call, as archc does) with "
+          "`archdsl.deploy(..., prepack=False)`; the rest of timm / archc is prepacking. \"timm frozen\": "
+          "timm's model through PyTorch's own inference path, `torch.jit.optimize_for_inference("
+          "torch.jit.freeze(torch.jit.trace(m, x)))`, which folds BatchNorms and prepacks for oneDNN too. "
+          "timm reparam: after `timm.utils.model.reparameterize_model` (RepVGG); RepVGG's goal compares the "
+          "same fused graph with the same kernels (both NHWC, plain convolutions; both NCHW beside it). "
           f"About {budget:g} s per (preset, batch); each round times one forward (or a short "
           "chunk) of each model, order rotating, after 1 warm-up round; times are medians per forward; "
           "ratios are medians of per-round ratios, with quartiles. \"timm in BN\": the share of timm's "

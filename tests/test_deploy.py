@@ -19,6 +19,8 @@ import archdsl
 from archdsl.elaborate import elaborate
 from archdsl.lower import build_module
 from archdsl.modules import ParallelSum, Residual
+from archdsl.prepack import PackedConv2d
+from archdsl.prepack import available as prepack_available
 from archdsl.program import load_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,14 +172,68 @@ def test_deployed_module_runs_channels_last(small):
         assert (d(x) - plain(x)).abs().max().item() <= TOL
 
 
-def test_channels_last_follows_deploy_unless_set():
+def test_channels_last_and_prepack_follow_deploy_unless_set():
     def layout(overrides):
         net = archdsl.load("resnet18", ["params.res=32", *overrides])
-        return net.channels_last, net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert layout([]) == (False, False)
-    assert layout(["deploy=true"]) == (True, True)
-    assert layout(["deploy=true", "channels_last=false"]) == (False, False)
-    assert layout(["channels_last=true"]) == (True, True)
+        return (net.channels_last, net.stem[0].weight.is_contiguous(memory_format=torch.channels_last),
+                count(net, PackedConv2d) > 0)
+    assert layout([]) == (False, False, False)
+    assert layout(["deploy=true"]) == (True, True, prepack_available())
+    assert layout(["deploy=true", "channels_last=false", "prepack=false"]) == (False, False, False)
+    assert layout(["channels_last=true"]) == (True, True, False)
+    assert layout(["prepack=true"]) == (False, False, prepack_available())
+
+
+needs_prepack = pytest.mark.skipif(not prepack_available(), reason="this PyTorch build has no oneDNN prepacking")
+
+
+@needs_prepack
+def test_prepacked_convs_compute_what_plain_ones_do(small):
+    packed, plain = archdsl.deploy(small), archdsl.deploy(small, prepack=False)
+    convs = [m for m in packed.modules() if isinstance(m, PackedConv2d)]
+    assert convs and count(plain, PackedConv2d) == 0
+    assert packed.state_dict().keys() == plain.state_dict().keys()
+    nhwc = {}  # conv -> was its input channels-last (a split's slice is not: the plain path)
+    def record(m, inputs):  # returns None: the input is left as it is
+        nhwc.setdefault(m, inputs[0].is_contiguous(memory_format=torch.channels_last))
+
+    hooks = [m.register_forward_pre_hook(record) for m in convs]
+    c, h, w = small.input_shape
+    for shape in [(1, c, h, w), (3, c, h + 8, w + 16)]:  # a weight packed once serves any input size
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            assert (packed(x) - plain(x)).abs().max().item() <= 1e-5
+    for hook in hooks:
+        hook.remove()
+    assert sum(nhwc.values()) >= len(convs) - 2
+    assert all((m._packed is not None) == nhwc[m] for m in convs)  # the packed path ran where it may
+    # A changed weight is packed again.
+    with torch.no_grad():
+        for net in (packed, plain):
+            for m in net.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    m.weight.mul_(0.5)
+        x = torch.randn(2, c, h, w)
+        assert (packed(x) - plain(x)).abs().max().item() <= 1e-5
+
+
+@needs_prepack
+def test_prepacked_module_trains_traces_and_copies(small):
+    import copy
+
+    packed = archdsl.deploy(small)
+    x = torch.randn(2, *small.input_shape)
+    with torch.no_grad():
+        expected = packed(x)
+    y = packed(x)  # autograd on: the plain path
+    y.sum().backward()
+    assert torch.allclose(y, expected, atol=1e-5)
+    assert next(m for m in packed.modules() if isinstance(m, PackedConv2d)).weight.grad is not None
+    twin = copy.deepcopy(packed)
+    with torch.no_grad():
+        assert torch.allclose(twin(x), expected, atol=1e-5)
+        traced = torch.jit.trace(packed, x)
+    assert torch.allclose(traced(x), expected, atol=1e-5)
 
 
 def test_deploy_needs_an_archdsl_module():
@@ -204,7 +260,7 @@ def test_load_repvgg_deploy_gives_one_conv_per_block():
     blocks = [net.stem[0]] + [b for s in net.stages for b in s.blocks]
     assert len(blocks) == 1 + 2 + 4 + 14 + 1
     for b in blocks:
-        assert [type(m).__name__ for m in b] == ["Conv2d", "ReLU"]
+        assert [type(m) for m in b] == [PackedConv2d if prepack_available() else torch.nn.Conv2d, torch.nn.ReLU]
         assert b[0].kernel_size == (3, 3) and b[0].bias is not None
     assert count(net, torch.nn.BatchNorm2d) == 0 and count(net, ParallelSum) == 0
 
