@@ -218,7 +218,7 @@ def test_prepacked_convs_compute_what_plain_ones_do(small):
 
 
 @needs_prepack
-def test_prepacked_module_trains_traces_and_copies(small):
+def test_prepacked_module_trains_traces_exports_and_copies(small):
     import copy
 
     packed = archdsl.deploy(small)
@@ -234,6 +234,9 @@ def test_prepacked_module_trains_traces_and_copies(small):
         assert torch.allclose(twin(x), expected, atol=1e-5)
         traced = torch.jit.trace(packed, x)
     assert torch.allclose(traced(x), expected, atol=1e-5)
+    exported = torch.export.export(packed, (x,)).module()
+    with torch.no_grad():
+        assert torch.allclose(exported(x), expected, atol=1e-5)
 
 
 def test_deploy_needs_an_archdsl_module():
