@@ -623,6 +623,8 @@ _PARAMS: dict[int, tuple[A.Definition, list[str], set[str]]] = {}
 def _params_of(d: A.Definition) -> tuple[list[str], set[str]]:
     hit = _PARAMS.get(id(d))
     if hit is None or hit[0] is not d:
+        if len(_PARAMS) >= 4096:  # programs parsed again and again (a cleared parse cache)
+            _PARAMS.clear()
         hit = _PARAMS[id(d)] = (d, [p.name for p in d.params], {p.name for p in d.params if p.default is None})
     return hit[1], hit[2]
 
