@@ -330,6 +330,14 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
+def not_measured(missing: list[str], problems: dict[str, str]) -> list[str]:
+    """The closing "Not measured" section of a results page (empty when all ran)."""
+    if not missing and not problems:
+        return []
+    return (["", "## Not measured", ""] + [f"- {p}: no such preset (yet)" for p in missing]
+            + [f"- {p}: {why}" for p, why in problems.items()])
+
+
 def write_results(name: str, data: dict, markdown: str, no_write: bool = False) -> None:
     """Print the markdown; write bench/results/<name>.json and .md."""
     print(markdown, flush=True)

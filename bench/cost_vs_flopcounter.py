@@ -350,10 +350,7 @@ def main(argv=None) -> int:
                C.markdown_table(["stage", "median", "share"],
                                 [[k, C.fmt_time(v), f"{b['share'][k]:.0%}"] for k, v in b["median_s"].items()]
                                 + [["sum", C.fmt_time(b["sum_s"]), "100%"]])]
-    if missing or skipped or errors:
-        md += ["", "## Not measured", ""]
-        md += [f"- {p}: no such preset (yet)" for p in missing]
-        md += [f"- {p}: {why}" for p, why in {**skipped, **errors}.items()]
+    md += C.not_measured(missing, {**skipped, **errors})
     data = {"benchmark": NAME, "environment": env, "rounds": rounds, "goals": goals, "versus_reference": rows,
             "per_config": configs, "fresh_process": fresh, "stage_breakdown": breakdown,
             "missing": missing, "skipped": skipped, "errors": errors}

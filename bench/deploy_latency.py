@@ -175,10 +175,7 @@ def main(argv=None) -> int:
           "(RepVGG gains more: its branches are fused too).", "", table, "", "## Goal", "",
           C.markdown_table(["goal", "failing", "verdict"],
                            [[goal["goal"], C.listing(failing) or "-", C.verdict(goal["pass"])]])]
-    if missing or errors:
-        md += ["", "## Not measured", ""]
-        md += [f"- {p}: no such preset (yet)" for p in missing]
-        md += [f"- {p}: {why}" for p, why in errors.items()]
+    md += C.not_measured(missing, errors)
     data = {"benchmark": NAME, "environment": env, "budget_s": budget, "batches": batches, "goal": goal,
             "results": rows, "missing": missing, "errors": errors}
     C.write_results(NAME, data, "\n".join(md), args.no_write)

@@ -83,10 +83,7 @@ def main(argv=None) -> int:
               goal["goal"], (f"{len(failing)}/{len(rows)} over: " + C.listing(failing)) if failing else
               ("-" if not rows else f"ratios {min(r['ratio']['median'] for r in rows):.3f} .. "
                f"{max(r['ratio']['median'] for r in rows):.3f}"), C.verdict(goal["pass"])]])]
-    if missing or skipped or errors:
-        md += ["", "## Not measured", ""]
-        md += [f"- {p}: no such preset (yet)" for p in missing]
-        md += [f"- {p}: {why}" for p, why in {**skipped, **errors}.items()]
+    md += C.not_measured(missing, {**skipped, **errors})
     data = {"benchmark": NAME, "environment": env, "budget_s": budget, "batches": batches, "goal": goal,
             "results": rows, "missing": missing, "skipped": skipped, "errors": errors}
     C.write_results(NAME, data, "\n".join(md), args.no_write)

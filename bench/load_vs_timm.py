@@ -144,10 +144,7 @@ def main(argv=None) -> int:
                "is archc's fixed compile cost (config compose, reading the stored syntax trees, elaborate; see "
                "cost_vs_flopcounter); "
                "module() alone vs the reference is the module()/ref column."]
-    if missing or skipped or errors:
-        md += ["", "## Not measured", ""]
-        md += [f"- {p}: no such preset" for p in missing]
-        md += [f"- {p}: {why}" for p, why in {**skipped, **errors}.items()]
+    md += C.not_measured(missing, {**skipped, **errors})
     data = {"benchmark": NAME, "environment": env, "rounds": rounds, "goal": goal, "results": rows,
             "missing": missing, "skipped": skipped, "errors": errors}
     C.write_results(NAME, data, "\n".join(md), args.no_write)
