@@ -84,7 +84,6 @@ class Totals:
         self.weight_bytes += layer.weight_bytes
         self.act_bytes += layer.act_bytes
 
-
     @property
     def flops(self) -> int:
         return 2 * self.macs
@@ -169,11 +168,10 @@ class Report:
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
         for it in self.costed.items:  # a nested part lies inside one section
-            name, total = (it.name, None) if isinstance(it, Layer) else (it[0], it[1].total)
+            name, cost = (it.name, it) if isinstance(it, Layer) else (it[0], it[1].total)
             parts = name.split(".")
             key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
-            t = out.setdefault(key, Totals())
-            t.add(it if total is None else total)
+            out.setdefault(key, Totals()).add(cost)
         return out
 
     def roofline(self, hw: Hardware) -> float:
@@ -330,10 +328,6 @@ def costed(spec: ir.Node, dtype: str = "fp32") -> Part:
     if _is_block(spec):  # a block on its own
         return _block_part(spec.children, nbytes, dtype)
     return _part(ir.named(spec, "", _is_block), nbytes, dtype)
-
-
-def layers(spec: ir.Seq, dtype: str = "fp32") -> list[Layer]:
-    return list(costed(spec, dtype).layers())
 
 
 def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
