@@ -667,6 +667,7 @@ def _memo_of(program: Program) -> _BlockMemo:
         memo = _MEMOS[id(program)] = _BlockMemo(program)
     return memo
 
+
 # Dispatch tables: node type -> Elaborator method.
 _EXPR = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_e_")}
 _STMT = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_s_")}
