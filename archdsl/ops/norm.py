@@ -26,8 +26,7 @@ def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
 
 def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     m = ctx.make(nn.BatchNorm2d, x[0], eps=a.eps, momentum=a.momentum)
-    m.zero_init = a.zero_init  # kept on the module: says why its gamma started at zero
-    if a.zero_init:
+    if a.zero_init:  # the residual branch this BN ends starts at zero
         with torch.no_grad():
             m.weight.zero_()
     return m
