@@ -293,7 +293,7 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
 
 
 def _is_block(node: ir.Node) -> bool:
-    return isinstance(node, ir.Seq) and node.is_block
+    return type(node) is ir.Seq and node.is_block
 
 
 def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
@@ -313,7 +313,7 @@ def _block_part(children: list, nbytes: int, dtype: str) -> Part:
     done = getattr(children, "costed", None)
     if done is not None and dtype in done:
         return done[dtype]
-    nodes = [pair for i, c in enumerate(children) for pair in ir.named(c, str(i), _is_block)]
+    nodes = ir.named_children(children, _is_block)
     part = _part(nodes, nbytes, dtype)
     if isinstance(children, ir.Body):
         if done is None:

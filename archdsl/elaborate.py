@@ -1,7 +1,7 @@
 """Elaboration: evaluate a network definition with its parameters into the IR.
 
-Expressions are evaluated by a small tree-walking interpreter over the
-whitelisted builtins; structural statements build IR nodes while the current
+Expressions and statements are compiled once into closures (expr.py, and
+`_body` below) over the whitelisted builtins; statements build IR nodes while the current
 tensor shape is tracked, so blocks can read `in.c` and residuals can check
 that both sides agree. Every error names the source location and the path
 (network › stage › block › op).
@@ -9,44 +9,20 @@ that both sides agree. Every error names the source location and the path
 from __future__ import annotations
 
 import difflib
-import operator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
 from . import ast as A
 from . import ir
-from .builtins import BUILTINS, SpecFailure
 from .errors import ArchError
+from .expr import bind, compiled, in_shape, iterate
 from .ops import REGISTRY, ShapeError
 from .program import Program
 
-
-@dataclass(frozen=True)
-class InputShape:
-    """The value of `in`: the shape a block receives."""
-
-    c: int
-    h: int
-    w: int
-
-
-_BINOPS = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
-}
-_CMPS = {
-    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
-}
 _MAX_DEPTH = 64  # nested block calls
-
-
-def _type_name(v: Any) -> str:
-    return {bool: "bool", int: "int", float: "float", str: "string", list: "list",
-            tuple: "tuple", InputShape: "shape"}.get(type(v), type(v).__name__)
 
 
 class _Sink:
@@ -71,152 +47,13 @@ class Elaborator:
 
     # ------------------------------------------------------------ expressions
     def evaluate(self, e: A.Expr, env: dict) -> Any:
-        return _EXPR[type(e)](self, e, env)
-
-    def _e_Const(self, e, env):
-        return e.value
-
-    def _e_Name(self, e, env):
-        try:
-            return env[e.name]
-        except KeyError:
-            pass
-        if e.name in BUILTINS:
-            raise self.error(f"'{e.name}' is a function; call it as {e.name}(...)", e.loc)
-        close = difflib.get_close_matches(e.name, [k for k in env if not k.startswith("$")], 1)
-        raise self.error(f"unknown name '{e.name}'", e.loc,
-                         f"did you mean '{close[0]}'?" if close else None)
-
-    def _e_InShape(self, e, env):
-        shape = env.get("$in")
-        if shape is None:
-            raise self.error("'in' is only defined inside a block or after input(...)", e.loc)
-        return shape
-
-    def _e_Cond(self, e, env):
-        return self.evaluate(e.then if self.evaluate(e.test, env) else e.other, env)
-
-    def _e_BoolOp(self, e, env):
-        if e.op == "and":
-            v = True
-            for o in e.operands:
-                v = self.evaluate(o, env)
-                if not v:
-                    return v
-            return v
-        v = False
-        for o in e.operands:
-            v = self.evaluate(o, env)
-            if v:
-                return v
-        return v
-
-    def _e_Not(self, e, env):
-        return not self.evaluate(e.operand, env)
-
-    def _e_Neg(self, e, env):
-        v = self.evaluate(e.operand, env)
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise self.error(f"unary {e.op} needs a number, got {_type_name(v)}", e.loc)
-        return -v if e.op == "-" else v
-
-    def _e_BinOp(self, e, env):
-        a, b = self.evaluate(e.left, env), self.evaluate(e.right, env)
-        if e.op == "**" and isinstance(b, (int, float)) and abs(b) > 1024:
-            raise self.error(f"exponent {b} is too large", e.loc)
-        try:
-            return _BINOPS[e.op](a, b)
-        except ZeroDivisionError:
-            raise self.error("division by zero", e.loc) from None
-        except (TypeError, ValueError, OverflowError):
-            raise self.error(f"cannot apply '{e.op}' to {_type_name(a)} and {_type_name(b)}", e.loc) from None
-
-    def _e_Compare(self, e, env):
-        left = self.evaluate(e.first, env)
-        for op, rhs in e.rest:
-            right = self.evaluate(rhs, env)
-            try:
-                ok = _CMPS[op](left, right)
-            except TypeError:
-                raise self.error(f"cannot compare {_type_name(left)} {op} {_type_name(right)}", e.loc) from None
-            if not ok:
-                return False
-            left = right
-        return True
-
-    def _e_Index(self, e, env):
-        target, idx = self.evaluate(e.target, env), self.evaluate(e.index, env)
-        try:
-            return target[idx]
-        except IndexError:
-            raise self.error(f"index {idx} out of range for a {_type_name(target)} of length {len(target)}", e.loc) from None
-        except (TypeError, KeyError):
-            raise self.error(f"cannot index a {_type_name(target)} with {_type_name(idx)}", e.loc) from None
-
-    def _e_Slice(self, e, env):
-        target = self.evaluate(e.target, env)
-        start = None if e.start is None else self.evaluate(e.start, env)
-        stop = None if e.stop is None else self.evaluate(e.stop, env)
-        if not isinstance(target, (list, tuple)):
-            raise self.error(f"cannot slice a {_type_name(target)}", e.loc)
-        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in (start, stop)):
-            raise self.error("slice bounds must be integers", e.loc)
-        return target[start:stop]
-
-    def _e_Attr(self, e, env):
-        target = self.evaluate(e.target, env)
-        if isinstance(target, InputShape) and e.name in ("c", "h", "w"):
-            return getattr(target, e.name)
-        raise self.error(f"a {_type_name(target)} has no attribute '{e.name}'", e.loc,
-                         "only shapes have attributes: in.c, in.h, in.w")
-
-    def _e_FCall(self, e, env):
-        fn = BUILTINS.get(e.name)
-        if fn is None:
-            if e.name in self.program.definitions or e.name in REGISTRY:
-                raise self.error(f"'{e.name}' is a block or op, not a function; use it as a statement", e.loc)
-            close = difflib.get_close_matches(e.name, list(BUILTINS), 1)
-            raise self.error(f"unknown function '{e.name}'", e.loc,
-                             f"did you mean '{close[0]}'?" if close else
-                             "builtins: " + ", ".join(sorted(BUILTINS)))
-        args = [self.evaluate(a.value, env) for a in e.args if a.name is None]
-        kwargs = {a.name: self.evaluate(a.value, env) for a in e.args if a.name is not None}
-        try:
-            return fn(*args, **kwargs)
-        except SpecFailure as ex:
-            raise self.error(str(ex), e.loc) from None
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
-            raise self.error(f"{e.name}(): {ex}", e.loc) from None
-
-    def _e_TupleExpr(self, e, env):
-        return tuple(self.evaluate(i, env) for i in e.items)
-
-    def _e_ListExpr(self, e, env):
-        return [self.evaluate(i, env) for i in e.items]
-
-    def _e_ListComp(self, e, env):
-        out = []
-        for item in self._iterate(self.evaluate(e.iterable, env), e.iterable.loc):
-            inner = dict(env)
-            self._bind(inner, e.target, len(e.target) > 1, item, e.loc)
-            if e.condition is None or self.evaluate(e.condition, inner):
-                out.append(self.evaluate(e.element, inner))
-        return out
+        return compiled(e)(self, env)
 
     def _iterate(self, value, loc):
-        if not isinstance(value, (list, tuple)):
-            raise self.error(f"cannot iterate over a {_type_name(value)}", loc)
-        return value
+        return iterate(self, value, loc)
 
     def _bind(self, env: dict, names: list[str], unpack: bool, value, loc):
-        if not unpack:
-            env[names[0]] = value
-            return
-        if not isinstance(value, (list, tuple)) or len(value) != len(names):
-            n = len(value) if isinstance(value, (list, tuple)) else 1
-            raise self.error(f"cannot unpack {n} value(s) into {len(names)} names", loc)
-        for n, v in zip(names, value):
-            env[n] = v
+        bind(self, env, names, unpack, value, loc)
 
     # ------------------------------------------------------------ calls
     def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
@@ -253,12 +90,16 @@ class Elaborator:
         return values
 
     def _op(self, stmt: A.Call, env: dict, shape: ir.Shape) -> ir.Op:
-        opdef = REGISTRY[stmt.name]
         fields, required = _signature(stmt.name)
-        values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
+        return self._make_op(stmt, self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required),
+                             shape)
+
+    def _make_op(self, stmt: A.Call, values: dict, shape: ir.Shape) -> ir.Op:
+        """Validate an op's bound arguments (`values`) and apply its shape rule."""
+        opdef = REGISTRY[stmt.name]
         values.update(opdef.preset)
         try:
-            key = (stmt.name, tuple((k, type(v), v) for k, v in values.items()))
+            key = (stmt.name, tuple([(k, type(v), v) for k, v in values.items()]))
             attrs = _ATTRS.get(key)
         except TypeError:  # an unhashable value (a list): validate without the memo
             key, attrs = None, None
@@ -268,6 +109,7 @@ class Elaborator:
                 if key is not None and len(_ATTRS) < 65536:
                     _ATTRS[key] = attrs
         except ValidationError as ve:
+            fields = _signature(stmt.name)[0]
             err = ve.errors()[0]
             field = str(err["loc"][0]) if err["loc"] else ""
             loc = next((a.loc for a in stmt.args if a.name == field), None)
@@ -282,29 +124,42 @@ class Elaborator:
             out = opdef.shape(attrs, shape)
         except ShapeError as se:
             raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
-        kind = opdef.canonical or opdef.name
-        return ir.Op(shape, out, stmt.loc, tuple(self.path), kind, attrs)
+        return ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
 
     def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
+        d = self._block_def(stmt)
+        params, required, _ = _params_of(d)
+        values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
+        return self._enter_block(stmt, d, values, shape, role, label)
+
+    def _block_def(self, stmt: A.Call) -> A.Definition:
         d = self.program.definitions[stmt.name]
         if d.kind != "block":
             raise self.error(f"'{stmt.name}' is a network, not a block", stmt.loc)
         if self.depth >= _MAX_DEPTH:
             raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
-        params, required = _params_of(d)
-        values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
-        inner: dict[str, Any] = {"$in": InputShape(*shape)}
+        return d
+
+    def _enter_block(self, stmt: A.Call, d: A.Definition, values: dict, shape: ir.Shape,
+                     role: str | None, label: str) -> ir.Seq:
+        """Elaborate block `d` called with its bound arguments (`values`)."""
+        params, _, defaults = _params_of(d)
         self.path.append(label)
         self.depth += 1
         try:
-            for p in d.params:  # defaults may refer to earlier parameters and to `in`
-                inner[p.name] = values[p.name] if p.name in values else self.evaluate(p.default, inner)
-            # A block's body depends only on its arguments and input shape: an
-            # equal call shares the first one's children (ir.Seq.is_block).
-            key = (stmt.name, shape, tuple([_frozen(inner[p]) for p in params]))
+            # A block's body depends only on its arguments and input shape (its
+            # defaults are computed from them): an equal call shares the first
+            # one's children (ir.Seq.is_block).
+            key = (stmt.name, shape, tuple([_frozen(values[p]) if p in values else _UNSET for p in params]))
             done = self.memo.get(key)
             if done is not None:
                 return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
+            inner: dict[str, Any] = {"$in": in_shape(shape)}
+            if len(values) == len(params):
+                inner.update(values)
+            else:
+                for name, default in defaults:  # defaults may refer to earlier parameters and to `in`
+                    inner[name] = values[name] if name in values else default(self, inner)
             seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), ir.Body(), role, stmt.name)
             seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
             self.memo.put(key, seq)
@@ -316,8 +171,8 @@ class Elaborator:
     # ------------------------------------------------------------ statements
     def run(self, stmts: list[A.Stmt], env: dict, shape: ir.Shape, sink: _Sink) -> ir.Shape:
         """Execute statements from `shape`; return the shape after them."""
-        for s in stmts:
-            shape = _STMT[type(s)](self, s, env, shape, sink)
+        for step in _body(stmts):
+            shape = step(self, env, shape, sink)
         return shape
 
     def _need_nodes(self, sink: _Sink, loc: A.Loc, what: str):
@@ -328,26 +183,11 @@ class Elaborator:
         self._bind(env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
         return shape
 
-    def _s_If(self, s: A.If, env, shape, sink):
-        return self.run(s.then if self.evaluate(s.test, env) else s.other, env, shape, sink)
-
-    def _s_For(self, s: A.For, env, shape, sink):
-        for item in self._iterate(self.evaluate(s.iterable, env), s.iterable.loc):
-            self._bind(env, s.target, s.unpack, item, s.loc)
-            shape = self.run(s.body, env, shape, sink)
-        return shape
-
     def _count(self, e: A.Expr, env) -> int:
         n = self.evaluate(e, env)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise self.error(f"repeat count must be a non-negative integer, got {n!r}", e.loc)
         return n
-
-    def _s_Repeat(self, s: A.Repeat, env, shape, sink):
-        for i in range(self._count(s.count, env)):
-            env[s.var] = i
-            shape = self.run(s.body, env, shape, sink)
-        return shape
 
     def _s_Call(self, s: A.Call, env, shape, sink):
         if s.name == "input":
@@ -546,7 +386,7 @@ class Elaborator:
                     raise self.error(f"input dimensions must be positive integers, got {dims}", s.loc)
                 state["shape"] = dims
                 net.in_shape = dims
-                env["$in"] = InputShape(*dims)
+                env["$in"] = in_shape(dims)
             elif isinstance(s, A.Section):
                 self._section(s, env, net, stages, state)
             else:
@@ -583,7 +423,7 @@ class Elaborator:
             self.path.pop()
         seq.out_shape = shape
         state["shape"] = shape
-        env["$in"] = InputShape(*shape)
+        env["$in"] = in_shape(shape)
         if s.kind == "stem":
             state["stem"] = seq
         elif s.kind == "stage":
@@ -604,29 +444,34 @@ class _Bound:
 _ATTRS: dict[tuple, Any] = {}
 
 
+_UNSET = object()  # a parameter left to its default, in a block memo key
+
+
 def _frozen(v: Any) -> Any:
     """A hashable stand-in for a spec value, telling apart what `==` does not
     (1, 1.0 and true; -0.0 and 0.0; a list and a tuple)."""
     t = type(v)
     if t is float:
-        return (t, repr(v))
+        return (t, v) if v else (t, repr(v))  # -0.0 == 0.0
     if t is list or t is tuple:
         return (t, tuple([_frozen(x) for x in v]))
     return (t, v)
 
 
-# (parameter names, required ones) of each block definition, by id; each
-# entry holds its definition, so an id is not reused while it is here.
-_PARAMS: dict[int, tuple[A.Definition, list[str], set[str]]] = {}
+# Of each block definition, by id: its parameter names, the required ones,
+# and (name, compiled default) in order; each entry holds its definition, so
+# an id is not reused while it is here.
+_PARAMS: dict[int, tuple] = {}
 
 
-def _params_of(d: A.Definition) -> tuple[list[str], set[str]]:
+def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, Any]]]:
     hit = _PARAMS.get(id(d))
     if hit is None or hit[0] is not d:
         if len(_PARAMS) >= 4096:  # programs parsed again and again (a cleared parse cache)
             _PARAMS.clear()
-        hit = _PARAMS[id(d)] = (d, [p.name for p in d.params], {p.name for p in d.params if p.default is None})
-    return hit[1], hit[2]
+        hit = _PARAMS[id(d)] = (d, [p.name for p in d.params], {p.name for p in d.params if p.default is None},
+                                [(p.name, None if p.default is None else compiled(p.default)) for p in d.params])
+    return hit[1:]
 
 
 class _BlockMemo:
@@ -668,9 +513,143 @@ def _memo_of(program: Program) -> _BlockMemo:
     return memo
 
 
-# Dispatch tables: node type -> Elaborator method.
-_EXPR = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_e_")}
-_STMT = {getattr(A, n[3:]): f for n, f in vars(Elaborator).items() if n.startswith("_s_")}
+# ------------------------------------------------------------ compiled statements
+# Each statement list is compiled once into a tuple of steps, closures
+# `step(elaborator, env, shape, sink) -> shape`, the way expr.py compiles
+# expressions: loops, lets and calls run without a dispatch on the node type,
+# and a call's arguments are matched to parameter names once, not per call.
+# Structural forms (residual, parallel, ...) run the Elaborator's methods.
+Step = Callable[[Elaborator, dict, ir.Shape, _Sink], ir.Shape]
+_BODIES: dict[int, tuple[list, tuple]] = {}  # by id, holding the list (as _PARAMS)
+
+
+def _body(stmts: list[A.Stmt]) -> tuple[Step, ...]:
+    hit = _BODIES.get(id(stmts))
+    if hit is None or hit[0] is not stmts:
+        if len(_BODIES) >= 100_000:
+            _BODIES.clear()
+        hit = _BODIES[id(stmts)] = (stmts, tuple(_STEP.get(type(s), _structural)(s) for s in stmts))
+    return hit[1]
+
+
+def _structural(s: A.Stmt) -> Step:
+    method = getattr(Elaborator, "_s_" + type(s).__name__)
+    return lambda el, env, shape, sink: method(el, s, env, shape, sink)
+
+
+def _let(s: A.Let) -> Step:
+    value = compiled(s.value)
+    if not s.unpack:
+        name = s.target[0]
+
+        def let(el, env, shape, sink):
+            env[name] = value(el, env)
+            return shape
+        return let
+
+    def let_unpack(el, env, shape, sink):
+        bind(el, env, s.target, True, value(el, env), s.loc)
+        return shape
+    return let_unpack
+
+
+def _if(s: A.If) -> Step:
+    test, then, other = compiled(s.test), _body(s.then), _body(s.other)
+
+    def if_(el, env, shape, sink):
+        for step in (then if test(el, env) else other):
+            shape = step(el, env, shape, sink)
+        return shape
+    return if_
+
+
+def _for(s: A.For) -> Step:
+    iterable, body = compiled(s.iterable), _body(s.body)
+
+    def for_(el, env, shape, sink):
+        for item in iterate(el, iterable(el, env), s.iterable.loc):
+            bind(el, env, s.target, s.unpack, item, s.loc)
+            for step in body:
+                shape = step(el, env, shape, sink)
+        return shape
+    return for_
+
+
+def _repeat(s: A.Repeat) -> Step:
+    body, var = _body(s.body), s.var
+
+    def repeat(el, env, shape, sink):
+        for i in range(el._count(s.count, env)):
+            env[var] = i
+            for step in body:
+                shape = step(el, env, shape, sink)
+        return shape
+    return repeat
+
+
+def _arg_plan(params: list[str], required: set[str], args: list[A.Arg]) -> list | None:
+    """(parameter, compiled argument) in evaluation order, when the arguments
+    bind cleanly; None when they do not (Elaborator._bind_args says why)."""
+    positional = [a for a in args if a.name is None]
+    named = [a for a in args if a.name is not None]
+    bound = params[:len(positional)]
+    names = bound + [a.name for a in named]
+    if (len(positional) > len(params) or any(a.name not in params for a in named)
+            or len(set(names)) != len(names) or not required <= set(names)):
+        return None
+    return [(p, compiled(a.value)) for p, a in zip(bound + [a.name for a in named], positional + named)]
+
+
+def _call(s: A.Call) -> Step:
+    name, what = s.name, f"'{s.name}'"
+    generic = _structural(s)  # input(...), unknown names and bad arguments: it raises
+    if name == "input":
+        return generic
+    if name in REGISTRY:
+        plan = _arg_plan(*_signature(name), s.args)
+        if plan is None:
+            return generic
+
+        def op(el, env, shape, sink):
+            nodes = sink.nodes
+            if nodes is None:
+                el._need_nodes(sink, s.loc, what)
+            el.path.append(name)
+            try:
+                node = el._make_op(s, {p: arg(el, env) for p, arg in plan}, shape)
+            finally:
+                el.path.pop()
+            nodes.append(node)
+            return node.out_shape
+        return op
+
+    plans: dict[int, tuple] = {}  # by the definition called (programs may differ)
+
+    def block(el, env, shape, sink):
+        nodes = sink.nodes
+        d = el.program.definitions.get(name)
+        if nodes is None or d is None:
+            return generic(el, env, shape, sink)
+        hit = plans.get(id(d))
+        if hit is None or hit[0] is not d:
+            if len(plans) >= 64:
+                plans.clear()
+            params, required, _ = _params_of(d)
+            hit = plans[id(d)] = (d, _arg_plan(params, required, s.args))
+        plan = hit[1]
+        if plan is None:
+            return generic(el, env, shape, sink)
+        el._block_def(s)
+        role = "block" if sink.what == "stage" else None
+        label = f"blocks.{len(nodes)} ({name})" if role else name
+        node = el._enter_block(s, d, {p: arg(el, env) for p, arg in plan}, shape, role, label)
+        nodes.append(node)
+        return node.out_shape
+    return block
+
+
+_STEP: dict[type, Callable[[Any], Step]] = {A.Let: _let, A.If: _if, A.For: _for, A.Repeat: _repeat,
+                                           A.Call: _call}
 
 
 @lru_cache(maxsize=None)

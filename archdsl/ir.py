@@ -115,29 +115,39 @@ def named(node: Node, prefix: str = "", stop: Callable[[Node], bool] | None = No
     """(module name, node) pairs, named as the torch backend names its modules.
     Nodes for which `stop` is true are listed but not entered."""
     out: list[tuple[str, Node]] = []
-
-    def visit(node: Node, prefix: str) -> None:
-        out.append((prefix, node))
-        if stop is not None and stop(node):
-            return
-        dot = prefix + "." if prefix else ""
-        if isinstance(node, Seq):
-            if node.role == "network":
-                for name, child in zip(("stem", "stages", "head"), node.children):
-                    visit(child, dot + name)
-                return
-            if node.role == "stage":
-                dot += "blocks."
-            for i, c in enumerate(node.children):
-                visit(c, f"{dot}{i}")
-        elif isinstance(node, Residual):
-            for part_name, part in node.parts():
-                visit(part, dot + part_name)
-        elif isinstance(node, (Parallel, Split)):
-            for i, b in enumerate(node.branches):
-                visit(b, f"{dot}branches.{i}")
-        elif isinstance(node, Gate):
-            visit(node.body, dot + "body")
-
-    visit(node, prefix)
+    _visit(out, node, prefix, stop)
     return out
+
+
+def named_children(children: list[Node], stop: Callable[[Node], bool] | None = None) -> list[tuple[str, Node]]:
+    """`named` over a sequence's children, named from their index."""
+    out: list[tuple[str, Node]] = []
+    for i, c in enumerate(children):
+        _visit(out, c, str(i), stop)
+    return out
+
+
+def _visit(out: list, node: Node, prefix: str, stop) -> None:
+    out.append((prefix, node))
+    if stop is not None and stop(node):
+        return
+    dot = prefix + "." if prefix else ""
+    t = type(node)
+    if t is Seq:
+        if node.role == "network":
+            for name, child in zip(("stem", "stages", "head"), node.children):
+                _visit(out, child, dot + name, stop)
+            return
+        if node.role == "stage":
+            dot += "blocks."
+        for i, c in enumerate(node.children):
+            _visit(out, c, dot + str(i), stop)
+    elif t is Residual:
+        for part_name, part in node.parts():
+            _visit(out, part, dot + part_name, stop)
+    elif t is Parallel or t is Split:
+        dot += "branches."
+        for i, b in enumerate(node.branches):
+            _visit(out, b, dot + str(i), stop)
+    elif t is Gate:
+        _visit(out, node.body, dot + "body", stop)
