@@ -5,11 +5,11 @@ shape checks) can point back at the text that produced it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Loc:
     file: str
     line: int
@@ -20,106 +20,106 @@ class Loc:
 
 
 # ---------------------------------------------------------------- expressions
-@dataclass
+@dataclass(slots=True)
 class Expr:
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Const(Expr):
     value: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Name(Expr):
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class InShape(Expr):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class Cond(Expr):
     then: Expr
     test: Expr
     other: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class BoolOp(Expr):
     op: str  # "and" | "or"
     operands: list[Expr]
 
 
-@dataclass
+@dataclass(slots=True)
 class Not(Expr):
     operand: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class Neg(Expr):
     op: str  # "-" | "+"
     operand: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class BinOp(Expr):
     op: str
     left: Expr
     right: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class Compare(Expr):
     first: Expr
     rest: list[tuple[str, Expr]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Index(Expr):
     target: Expr
     index: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class Slice(Expr):
     target: Expr
     start: Expr | None
     stop: Expr | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Attr(Expr):
     target: Expr
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Arg:
     loc: Loc
     name: str | None
     value: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class FCall(Expr):
     name: str
     args: list[Arg]
 
 
-@dataclass
+@dataclass(slots=True)
 class TupleExpr(Expr):
     items: list[Expr]
 
 
-@dataclass
+@dataclass(slots=True)
 class ListExpr(Expr):
     items: list[Expr]
 
 
-@dataclass
+@dataclass(slots=True)
 class ListComp(Expr):
     element: Expr
     target: list[str]
@@ -128,26 +128,26 @@ class ListComp(Expr):
 
 
 # ----------------------------------------------------------------- statements
-@dataclass
+@dataclass(slots=True)
 class Stmt:
     loc: Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Let(Stmt):
     target: list[str]  # one name, or several for tuple unpacking
     unpack: bool
     value: Expr
 
 
-@dataclass
+@dataclass(slots=True)
 class If(Stmt):
     test: Expr
     then: list[Stmt]
     other: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class For(Stmt):
     target: list[str]
     unpack: bool
@@ -155,14 +155,14 @@ class For(Stmt):
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Repeat(Stmt):
     count: Expr
     var: str
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Section(Stmt):
     kind: str  # "stem" | "stage" | "head"
     count: Expr | None
@@ -170,62 +170,73 @@ class Section(Stmt):
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Residual(Stmt):
     args: list[Arg]
     body: list[Stmt]
     shortcut: list[Stmt] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Parallel(Stmt):
     join: str
     args: list[Arg]
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Split(Stmt):
     args: list[Arg]
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Gate(Stmt):
     args: list[Arg]
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Branch(Stmt):
     body: list[Stmt]
 
 
-@dataclass
+@dataclass(slots=True)
 class Call(Stmt):
     name: str
     args: list[Arg]
 
 
 # ----------------------------------------------------------------- top level
-@dataclass
+@dataclass(slots=True)
 class Param:
     loc: Loc
     name: str
     default: Expr | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Definition:
     loc: Loc
     kind: str  # "block" | "network"
     name: str
     params: list[Param]
     body: list[Stmt]
-    source: "SourceFile"
+    # The elaborator's compiled closures for this definition's nodes, by node
+    # id (archdsl.expr, archdsl.elaborate): they live and die with the tree.
+    # Not stored by archdsl.astdata; the file is loc.file (no back reference,
+    # so a tree has no cycles and is freed as soon as it is dropped).
+    compiled: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:  # closures do not pickle; they are rebuilt
+        return {f.name: {} if f.name == "compiled" else getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
 
-@dataclass
+@dataclass(slots=True)
 class Use:
     loc: Loc
     path: str

@@ -24,9 +24,9 @@ class BadData(ValueError):
     """The data is not a syntax tree this version of archdsl writes."""
 
 
-# Fields not stored: the location (flattened into the node's head) and the
-# back reference from a definition to its file (restored on reading).
-_SKIPPED = {"loc", "source"}
+# Fields not stored: the location (flattened into the node's head) and a
+# definition's compiled closures (made again when needed).
+_SKIPPED = {"loc", "compiled"}
 # Const.value is annotated Any; a literal is one of these.
 _LITERALS = (bool, int, float, str)
 
@@ -100,13 +100,13 @@ def _node_of(base: type) -> Decoder:
         entry = _NODES.get(v[0])
         if entry is None or not issubclass(entry[0], base):
             raise BadData(f"'{v[0]}' is not a {base.__name__}")
-        cls, fields, unset = entry
+        cls, fields = entry
         if len(v) != 3 + len(fields):
             raise BadData(f"a {v[0]} node has {len(fields)} fields, got {len(v) - 3}")
         line, column = v[1], v[2]
         if type(line) is not int or type(column) is not int:
             raise BadData("a location is two integers")
-        return cls(A.Loc(file, line, column), *[d(x, file) for d, x in zip(fields, v[3:])], **unset)
+        return cls(A.Loc(file, line, column), *[d(x, file) for d, x in zip(fields, v[3:])])
     return decode
 
 
@@ -131,7 +131,7 @@ def _decoder(hint: Any) -> Decoder:
     raise TypeError(f"unsupported annotation {hint}")
 
 
-def _node_classes() -> dict[str, tuple[type, list[Decoder], dict[str, None]]]:
+def _node_classes() -> dict[str, tuple[type, list[Decoder]]]:
     """Every located node class of archdsl.ast, with one decoder per stored field."""
     out = {}
     for cls in vars(A).values():
@@ -139,19 +139,20 @@ def _node_classes() -> dict[str, tuple[type, list[Decoder], dict[str, None]]]:
             hints = typing.get_type_hints(cls)
             if hints.get("loc") is not A.Loc:
                 continue  # Loc and SourceFile are not nodes
-            names = [f.name for f in dataclasses.fields(cls)]
+            fields = dataclasses.fields(cls)
             stored = _stored_fields(cls)
-            # Positional arguments: the location, the stored fields, then the
-            # skipped ones by keyword (set after the whole file is read).
-            if names[:1 + len(stored)] != ["loc", *stored]:
-                raise TypeError(f"{cls.__name__}: skipped fields must come last")
-            unset = {f: None for f in names[1 + len(stored):]}
-            out[cls.__name__] = (cls, [_decoder(hints[f]) for f in stored], unset)
+            # Positional arguments: the location, then the stored fields; the
+            # skipped ones come last and take their defaults.
+            if [f.name for f in fields[:1 + len(stored)]] != ["loc", *stored] or any(
+                    f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                    for f in fields[1 + len(stored):]):
+                raise TypeError(f"{cls.__name__}: skipped fields must come last, with defaults")
+            out[cls.__name__] = (cls, [_decoder(hints[f]) for f in stored])
     return out
 
 
-# class name -> (class, decoders of its stored fields, its skipped fields as None)
-_NODES: dict[str, tuple[type, list[Decoder], dict[str, None]]] = {}
+# class name -> (class, decoders of its stored fields)
+_NODES: dict[str, tuple[type, list[Decoder]]] = {}
 
 
 @lru_cache(maxsize=1)
@@ -167,7 +168,6 @@ def file_from_data(data: Any, path: str, text: str) -> A.SourceFile:
         if isinstance(item, A.Use):
             src.uses.append(item)
         elif isinstance(item, A.Definition):
-            item.source = src
             src.definitions.append(item)
         else:
             raise BadData(f"a file holds uses and definitions, not {type(item).__name__}")

@@ -52,7 +52,7 @@ def check_file(path: str | Path) -> list[str]:
             _check_call(call, program)
     entry = str(Path(path).resolve())
     for d in program.definitions.values():
-        if d.kind != "network" or d.source.path != entry:
+        if d.kind != "network" or d.loc.file != entry:
             continue
         needed = [p.name for p in d.params if p.default is None]
         if needed:
@@ -61,7 +61,7 @@ def check_file(path: str | Path) -> list[str]:
             spec = elaborate(program, {}, d.name)
             notes.append(f"network {d.name}: elaborated with its defaults -> "
                          f"{'x'.join(map(str, spec.out_shape))}")
-    own = [d for d in program.definitions.values() if d.source.path == entry]
+    own = [d for d in program.definitions.values() if d.loc.file == entry]
     notes.insert(0, f"{path}: {sum(d.kind == 'block' for d in own)} block(s), "
                     f"{sum(d.kind == 'network' for d in own)} network(s), {len(program.files) - 1} used file(s)")
     return notes

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from . import ast as A
 from . import ir
 from .errors import ArchError
-from .expr import bind, compiled, in_shape, iterate
+from .expr import _compile, bind, compiled, in_shape, iterate
 from .ops import REGISTRY, ShapeError
 from .program import Program
 
@@ -40,6 +40,7 @@ class Elaborator:
         self.path: list[str] = []
         self.depth = 0
         self.memo = _memo_of(program)
+        self.cache: dict = {}  # compiled closures of the definition being run (Definition.compiled)
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, loc: A.Loc | None, hint: str | None = None) -> ArchError:
@@ -47,7 +48,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ expressions
     def evaluate(self, e: A.Expr, env: dict) -> Any:
-        return compiled(e)(self, env)
+        return compiled(e, self.cache)(self, env)
 
     def _iterate(self, value, loc):
         return iterate(self, value, loc)
@@ -161,7 +162,11 @@ class Elaborator:
                 for name, default in defaults:  # defaults may refer to earlier parameters and to `in`
                     inner[name] = values[name] if name in values else default(self, inner)
             seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), ir.Body(), role, stmt.name)
-            seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+            caller, self.cache = self.cache, d.compiled
+            try:
+                seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+            finally:
+                self.cache = caller
             self.memo.put(key, seq)
         finally:
             self.depth -= 1
@@ -171,7 +176,7 @@ class Elaborator:
     # ------------------------------------------------------------ statements
     def run(self, stmts: list[A.Stmt], env: dict, shape: ir.Shape, sink: _Sink) -> ir.Shape:
         """Execute statements from `shape`; return the shape after them."""
-        for step in _body(stmts):
+        for step in _body(stmts, self.cache):
             shape = step(self, env, shape, sink)
         return shape
 
@@ -341,6 +346,7 @@ class Elaborator:
                                 + f"parameters: {', '.join(names)}")
         env: dict[str, Any] = {}
         self.path = [d.name]
+        self.cache = d.compiled
         for p in d.params:
             if p.name in params:
                 env[p.name] = params[p.name]
@@ -458,20 +464,15 @@ def _frozen(v: Any) -> Any:
     return (t, v)
 
 
-# Of each block definition, by id: its parameter names, the required ones,
-# and (name, compiled default) in order; each entry holds its definition, so
-# an id is not reused while it is here.
-_PARAMS: dict[int, tuple] = {}
-
-
 def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, Any]]]:
-    hit = _PARAMS.get(id(d))
-    if hit is None or hit[0] is not d:
-        if len(_PARAMS) >= 4096:  # programs parsed again and again (a cleared parse cache)
-            _PARAMS.clear()
-        hit = _PARAMS[id(d)] = (d, [p.name for p in d.params], {p.name for p in d.params if p.default is None},
-                                [(p.name, None if p.default is None else compiled(p.default)) for p in d.params])
-    return hit[1:]
+    """A block's parameter names, the required ones, and (name, compiled
+    default) in order (kept in d.compiled)."""
+    cache = d.compiled
+    hit = cache.get(id(d))
+    if hit is None:
+        hit = cache[id(d)] = ([p.name for p in d.params], {p.name for p in d.params if p.default is None},
+                              [(p.name, None if p.default is None else _compile(p.default)) for p in d.params])
+    return hit
 
 
 class _BlockMemo:
@@ -520,16 +521,18 @@ def _memo_of(program: Program) -> _BlockMemo:
 # and a call's arguments are matched to parameter names once, not per call.
 # Structural forms (residual, parallel, ...) run the Elaborator's methods.
 Step = Callable[[Elaborator, dict, ir.Shape, _Sink], ir.Shape]
-_BODIES: dict[int, tuple[list, tuple]] = {}  # by id, holding the list (as _PARAMS)
 
 
-def _body(stmts: list[A.Stmt]) -> tuple[Step, ...]:
-    hit = _BODIES.get(id(stmts))
-    if hit is None or hit[0] is not stmts:
-        if len(_BODIES) >= 100_000:
-            _BODIES.clear()
-        hit = _BODIES[id(stmts)] = (stmts, tuple(_STEP.get(type(s), _structural)(s) for s in stmts))
-    return hit[1]
+def _body(stmts: list[A.Stmt], cache: dict) -> tuple[Step, ...]:
+    """The steps of `stmts`, kept in `cache` (their Definition.compiled)."""
+    steps = cache.get(id(stmts))
+    if steps is None:
+        steps = cache[id(stmts)] = _steps(stmts)
+    return steps
+
+
+def _steps(stmts: list[A.Stmt]) -> tuple[Step, ...]:
+    return tuple([_STEP.get(type(s), _structural)(s) for s in stmts])
 
 
 def _structural(s: A.Stmt) -> Step:
@@ -538,7 +541,7 @@ def _structural(s: A.Stmt) -> Step:
 
 
 def _let(s: A.Let) -> Step:
-    value = compiled(s.value)
+    value = _compile(s.value)
     if not s.unpack:
         name = s.target[0]
 
@@ -554,7 +557,7 @@ def _let(s: A.Let) -> Step:
 
 
 def _if(s: A.If) -> Step:
-    test, then, other = compiled(s.test), _body(s.then), _body(s.other)
+    test, then, other = _compile(s.test), _steps(s.then), _steps(s.other)
 
     def if_(el, env, shape, sink):
         for step in (then if test(el, env) else other):
@@ -564,7 +567,7 @@ def _if(s: A.If) -> Step:
 
 
 def _for(s: A.For) -> Step:
-    iterable, body = compiled(s.iterable), _body(s.body)
+    iterable, body = _compile(s.iterable), _steps(s.body)
 
     def for_(el, env, shape, sink):
         for item in iterate(el, iterable(el, env), s.iterable.loc):
@@ -576,7 +579,7 @@ def _for(s: A.For) -> Step:
 
 
 def _repeat(s: A.Repeat) -> Step:
-    body, var = _body(s.body), s.var
+    body, var = _steps(s.body), s.var
 
     def repeat(el, env, shape, sink):
         for i in range(el._count(s.count, env)):
@@ -597,7 +600,7 @@ def _arg_plan(params: list[str], required: set[str], args: list[A.Arg]) -> list 
     if (len(positional) > len(params) or any(a.name not in params for a in named)
             or len(set(names)) != len(names) or not required <= set(names)):
         return None
-    return [(p, compiled(a.value)) for p, a in zip(bound + [a.name for a in named], positional + named)]
+    return [(p, _compile(a.value)) for p, a in zip(bound + [a.name for a in named], positional + named)]
 
 
 def _call(s: A.Call) -> Step:

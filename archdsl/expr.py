@@ -59,18 +59,16 @@ def type_name(v: Any) -> str:
             tuple: "tuple", InputShape: "shape"}.get(type(v), type(v).__name__)
 
 
-# Compiled closures by node id; each entry holds its node, so an id is not
-# reused while it is here. Parsing the same text again makes new nodes.
-_COMPILED: dict[int, tuple[A.Expr, Fn]] = {}
+def compiled(e: A.Expr, cache: dict) -> Fn:
+    """`e`'s closure, kept in `cache` (its Definition.compiled)."""
+    fn = cache.get(id(e))
+    if fn is None:
+        fn = cache[id(e)] = _compile(e)
+    return fn
 
 
-def compiled(e: A.Expr) -> Fn:
-    hit = _COMPILED.get(id(e))
-    if hit is None or hit[0] is not e:
-        if len(_COMPILED) >= 200_000:  # programs parsed again and again
-            _COMPILED.clear()
-        hit = _COMPILED[id(e)] = (e, _COMPILERS[type(e)](e))
-    return hit[1]
+def _compile(e: A.Expr) -> Fn:
+    return _COMPILERS[type(e)](e)
 
 
 def iterate(el, value, loc):
@@ -121,12 +119,12 @@ def _in_shape(e: A.InShape) -> Fn:
 
 
 def _cond(e: A.Cond) -> Fn:
-    test, then, other = compiled(e.test), compiled(e.then), compiled(e.other)
+    test, then, other = _compile(e.test), _compile(e.then), _compile(e.other)
     return lambda el, env: then(el, env) if test(el, env) else other(el, env)
 
 
 def _bool_op(e: A.BoolOp) -> Fn:
-    fns = [compiled(o) for o in e.operands]
+    fns = [_compile(o) for o in e.operands]
     if e.op == "and":
         def f(el, env):
             v = True
@@ -147,12 +145,12 @@ def _bool_op(e: A.BoolOp) -> Fn:
 
 
 def _not(e: A.Not) -> Fn:
-    operand = compiled(e.operand)
+    operand = _compile(e.operand)
     return lambda el, env: not operand(el, env)
 
 
 def _neg(e: A.Neg) -> Fn:
-    operand, minus = compiled(e.operand), e.op == "-"
+    operand, minus = _compile(e.operand), e.op == "-"
 
     def f(el, env):
         v = operand(el, env)
@@ -163,7 +161,7 @@ def _neg(e: A.Neg) -> Fn:
 
 
 def _bin_op(e: A.BinOp) -> Fn:
-    left, right, op, fn = compiled(e.left), compiled(e.right), e.op, BINOPS[e.op]
+    left, right, op, fn = _compile(e.left), _compile(e.right), e.op, BINOPS[e.op]
 
     def f(el, env):
         a, b = left(el, env), right(el, env)
@@ -179,8 +177,8 @@ def _bin_op(e: A.BinOp) -> Fn:
 
 
 def _compare(e: A.Compare) -> Fn:
-    first = compiled(e.first)
-    rest = [(op, CMPS[op], compiled(rhs)) for op, rhs in e.rest]
+    first = _compile(e.first)
+    rest = [(op, CMPS[op], _compile(rhs)) for op, rhs in e.rest]
 
     def f(el, env):
         left = first(el, env)
@@ -198,7 +196,7 @@ def _compare(e: A.Compare) -> Fn:
 
 
 def _index(e: A.Index) -> Fn:
-    target_fn, index_fn = compiled(e.target), compiled(e.index)
+    target_fn, index_fn = _compile(e.target), _compile(e.index)
 
     def f(el, env):
         target, idx = target_fn(el, env), index_fn(el, env)
@@ -213,9 +211,9 @@ def _index(e: A.Index) -> Fn:
 
 
 def _slice(e: A.Slice) -> Fn:
-    target_fn = compiled(e.target)
-    start_fn = None if e.start is None else compiled(e.start)
-    stop_fn = None if e.stop is None else compiled(e.stop)
+    target_fn = _compile(e.target)
+    start_fn = None if e.start is None else _compile(e.start)
+    stop_fn = None if e.stop is None else _compile(e.stop)
 
     def f(el, env):
         target = target_fn(el, env)
@@ -230,7 +228,7 @@ def _slice(e: A.Slice) -> Fn:
 
 
 def _attr(e: A.Attr) -> Fn:
-    target_fn, name = compiled(e.target), e.name
+    target_fn, name = _compile(e.target), e.name
 
     def f(el, env):
         target = target_fn(el, env)
@@ -252,8 +250,8 @@ def _fcall(e: A.FCall) -> Fn:
                            f"did you mean '{close[0]}'?" if close else
                            "builtins: " + ", ".join(sorted(BUILTINS)))
         return unknown
-    args = [compiled(a.value) for a in e.args if a.name is None]
-    kwargs = [(a.name, compiled(a.value)) for a in e.args if a.name is not None]
+    args = [_compile(a.value) for a in e.args if a.name is None]
+    kwargs = [(a.name, _compile(a.value)) for a in e.args if a.name is not None]
 
     def f(el, env):
         a = [g(el, env) for g in args]
@@ -268,18 +266,18 @@ def _fcall(e: A.FCall) -> Fn:
 
 
 def _tuple(e: A.TupleExpr) -> Fn:
-    fns = [compiled(i) for i in e.items]
+    fns = [_compile(i) for i in e.items]
     return lambda el, env: tuple([g(el, env) for g in fns])
 
 
 def _list(e: A.ListExpr) -> Fn:
-    fns = [compiled(i) for i in e.items]
+    fns = [_compile(i) for i in e.items]
     return lambda el, env: [g(el, env) for g in fns]
 
 
 def _list_comp(e: A.ListComp) -> Fn:
-    iterable, element = compiled(e.iterable), compiled(e.element)
-    condition = None if e.condition is None else compiled(e.condition)
+    iterable, element = _compile(e.iterable), _compile(e.element)
+    condition = None if e.condition is None else _compile(e.condition)
     unpack = len(e.target) > 1
 
     def f(el, env):

@@ -12,7 +12,7 @@ from .ast import Loc
 Shape = tuple[int, int, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     in_shape: Shape
     out_shape: Shape
@@ -20,7 +20,7 @@ class Node:
     path: tuple[str, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Op(Node):
     kind: str
     attrs: Any  # the op's pydantic attribute model
@@ -33,7 +33,7 @@ class Body(list):
     __slots__ = ("costed",)
 
 
-@dataclass
+@dataclass(slots=True)
 class Seq(Node):
     children: list[Node] = field(default_factory=list)
     # Structural role, used for module naming: "network" | "stem" | "stages"
@@ -48,7 +48,7 @@ class Seq(Node):
         return self.name is not None and self.role in ("block", None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Residual(Node):
     body: Seq
     shortcut: Seq | None  # None: identity
@@ -69,19 +69,19 @@ class Residual(Node):
         return out[::-1] if self.shortcut_first else out
 
 
-@dataclass
+@dataclass(slots=True)
 class Parallel(Node):
     join: str  # "sum" | "concat"
     branches: list[Seq]
 
 
-@dataclass
+@dataclass(slots=True)
 class Split(Node):
     sizes: list[int]
     branches: list[Seq]  # results are concatenated
 
 
-@dataclass
+@dataclass(slots=True)
 class Gate(Node):
     body: Seq  # output = x * body(x), body(x) broadcast over H, W
 

@@ -103,7 +103,7 @@ class _ToAst(Transformer):
 
     def _definition(self, kind, loc, ch):
         name, params, body = ch
-        return A.Definition(loc, kind, str(name), params or [], body, None)
+        return A.Definition(loc, kind, str(name), params or [], body)
 
     @_located
     def block_def(self, loc, ch):
@@ -363,7 +363,6 @@ def parse_text(text: str, file: str = "<string>") -> A.SourceFile:
         if isinstance(item, A.Use):
             src.uses.append(item)
         else:
-            item.source = src
             src.definitions.append(item)
     return src
 
