@@ -14,12 +14,22 @@ from .ops import REGISTRY, LowerContext
 _PASS_THROUGH = {"identity", "dropout"}
 
 
+def _passes_input(node: ir.Node) -> bool:
+    """Does this node return its input itself (identity, dropout, an empty sequence)?"""
+    if isinstance(node, ir.Op):
+        return node.kind in _PASS_THROUGH
+    if isinstance(node, ir.Seq):
+        return all(_passes_input(c) for c in node.children)
+    return False
+
+
 def _fresh(node: ir.Node) -> bool:
     """Does this node return a tensor that nothing else holds? (in-place safety)"""
     if isinstance(node, ir.Op):
         return node.kind not in _PASS_THROUGH
-    if isinstance(node, ir.Seq):
-        return bool(node.children) and _fresh(node.children[-1])
+    if isinstance(node, ir.Seq):  # what its last child that computes returns
+        last = next((c for c in reversed(node.children) if not _passes_input(c)), None)
+        return last is not None and _fresh(last)
     return True
 
 
@@ -58,8 +68,11 @@ class _Lowering:
 
     def children(self, seq: ir.Seq) -> list[nn.Module]:
         out = []
-        for i, c in enumerate(seq.children):
-            out.append(self.node(c, inplace_ok=i > 0 and _fresh(seq.children[i - 1])))
+        fresh = False  # the sequence's input is not its own to overwrite
+        for c in seq.children:
+            out.append(self.node(c, inplace_ok=fresh))
+            if not _passes_input(c):
+                fresh = _fresh(c)
         return out
 
     def seq(self, seq: ir.Seq) -> nn.Sequential:

@@ -88,12 +88,15 @@ def test_build_output_loads_back(tmp_path):
 
 
 RESIDUALS = """
+block nothing(on = false) { if on { relu } }
 network r(res = 8) {
   input(4, res, res)
   stage {
     residual { conv(4, 3) bn }
     residual { dropout(0.0) }
     residual(gain: 0.5) { identity }
+    residual { conv(4, 1) nothing() identity }
+    residual { nothing() identity }
   }
 }
 """
@@ -106,7 +109,8 @@ def test_residual_adds_in_place_only_into_a_fresh_body(tmp_path):
     f.write_text(RESIDUALS)
     net = build_module(elaborate(load_program(f), {})).eval()
     blocks = net.stages[0].blocks
-    assert [b.body_fresh for b in blocks] == [True, False, False]
+    # an empty block or an identity after the conv still leaves its output fresh
+    assert [b.body_fresh for b in blocks] == [True, False, False, True, False]
     x = torch.randn(2, 4, 8, 8)
     kept = x.clone()
     with torch.no_grad():
@@ -115,6 +119,8 @@ def test_residual_adds_in_place_only_into_a_fresh_body(tmp_path):
         assert torch.equal(y, x + blocks[0].body(x))
         assert torch.equal(blocks[1](x), x + x) and torch.equal(x, kept)
         assert torch.equal(blocks[2](x), x + 0.5 * x) and torch.equal(x, kept)
+        assert torch.equal(blocks[3](x), x + blocks[3].body(x)) and torch.equal(x, kept)
+        assert torch.equal(blocks[4](x), x + x) and torch.equal(x, kept)
         inference = net(x)
     training = net(x)  # autograd on: out of place, and backward works
     assert training.requires_grad and torch.equal(inference, training)
