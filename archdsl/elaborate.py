@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from . import ast as A
 from . import ir
 from .errors import ArchError
-from .expr import _compile, bind, compiled, in_shape, iterate
+from .expr import InputShape, _compile, bind, compiled, in_shape, iterate
 from .ops import REGISTRY, ShapeError
 from .program import Program
 
@@ -142,8 +142,9 @@ class Elaborator:
         return d
 
     def _enter_block(self, stmt: A.Call, d: A.Definition, values: dict, shape: ir.Shape,
-                     role: str | None, label: str) -> ir.Seq:
-        """Elaborate block `d` called with its bound arguments (`values`)."""
+                     role: str | None, label: str, key: tuple | None = None) -> ir.Seq:
+        """Elaborate block `d` called with its bound arguments (`values`);
+        `key`: its block memo key, when the caller made one."""
         params, _, defaults = _params_of(d)
         self.path.append(label)
         self.depth += 1
@@ -151,7 +152,8 @@ class Elaborator:
             # A block's body depends only on its arguments and input shape (its
             # defaults are computed from them): an equal call shares the first
             # one's children (ir.Seq.is_block).
-            key = (stmt.name, shape, tuple([_frozen(values[p]) if p in values else _UNSET for p in params]))
+            if key is None:
+                key = (stmt.name, shape, tuple([_frozen(values[p]) if p in values else _UNSET for p in params]))
             done = self.memo.get(key)
             if done is not None:
                 return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
@@ -451,6 +453,9 @@ _ATTRS: dict[tuple, Any] = {}
 
 
 _UNSET = object()  # a parameter left to its default, in a block memo key
+# Types whose values `==` and `hash` tell apart exactly once the type is known
+# (bar -0.0): a memo key may hold them as they are.
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None), InputShape})
 
 
 def _frozen(v: Any) -> Any:
@@ -638,14 +643,23 @@ def _call(s: A.Call) -> Step:
             if len(plans) >= 64:
                 plans.clear()
             params, required, _ = _params_of(d)
-            hit = plans[id(d)] = (d, _arg_plan(params, required, s.args))
-        plan = hit[1]
-        if plan is None:
-            return generic(el, env, shape, sink)
-        el._block_def(s)
+            plan = _arg_plan(params, required, s.args)
+            hit = plans[id(d)] = (d, None, None) if plan is None else (d, tuple([p for p, _ in plan]), [a for _, a in plan])
+        _, names, args = hit
+        if names is None or d.kind != "block" or el.depth >= _MAX_DEPTH:
+            return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
+        vals = [arg(el, env) for arg in args]
+        # The memo key: the values as given (the defaults follow from them and
+        # the shape), told apart by type; -0.0, lists and tuples go through
+        # _frozen. Another argument order makes another key: only less sharing.
+        types = tuple(map(type, vals))
+        if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals):
+            key = (name, shape, names, types, tuple(vals))
+        else:
+            key = (name, shape, names, tuple([_frozen(v) for v in vals]))
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
-        node = el._enter_block(s, d, {p: arg(el, env) for p, arg in plan}, shape, role, label)
+        node = el._enter_block(s, d, dict(zip(names, vals)), shape, role, label, key)
         nodes.append(node)
         return node.out_shape
     return block
