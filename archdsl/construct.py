@@ -16,6 +16,8 @@ constructor would:
   copy of the first one's initial tensors instead): the same initialization
   as the constructor's, consuming the random stream in the same order, so a
   seeded build gives the same weights either way (tests/test_construct.py).
+  torch's parameterless leaves (activations, pools) and empty containers are
+  copied from a first instance's state the same way, with nothing to redo.
 
 Both fall back to the plain path whenever torch's global registration hooks
 are in use (they must see every registration).
@@ -59,12 +61,27 @@ def _numbered(container: nn.Module, children: list[nn.Module]) -> nn.Module:
 
 def sequential(children: list[nn.Module]) -> nn.Sequential:
     """nn.Sequential(*children)."""
-    return _numbered(nn.Sequential(), children)
+    return _numbered(_empty(nn.Sequential), children)
 
 
 def module_list(children: list[nn.Module]) -> nn.ModuleList:
     """nn.ModuleList(children)."""
-    return _numbered(nn.ModuleList(), children)
+    return _numbered(_empty(nn.ModuleList), children)
+
+
+_EMPTY: dict[type, "_Snapshot"] = {}
+
+
+def _empty(cls: type) -> nn.Module:
+    """cls() for a container class (a copy of a fresh one's state: containers are many)."""
+    if not plain_registration():
+        return cls()
+    snap = _EMPTY.get(cls)
+    if snap is None:
+        m = cls()
+        snap = _EMPTY[cls] = _Snapshot(m, True)
+        return m
+    return snap.replica(cls)
 
 
 # Leaf classes a Replicator may copy: their constructor's only tensors are
@@ -88,8 +105,16 @@ def _unchanged_subclass(cls: type, bases: tuple[type, ...]) -> bool:
     return False
 
 
+# Parameterless leaves (activations, pools, identity, dropout): torch's own
+# classes, whose constructors only set attributes; a replica is a copy of the
+# first one's state. (Subclasses may do more: they are built plainly.)
+STATELESS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+             nn.Mish, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+             nn.AdaptiveMaxPool2d)
+
+
 def replicable(cls: type) -> bool:
-    return _unchanged_subclass(cls, REPLICABLE)
+    return _unchanged_subclass(cls, REPLICABLE) or cls in STATELESS
 
 
 def _copyable_state(m: nn.Module) -> bool:
@@ -142,7 +167,11 @@ def _snapshot(m: nn.Module) -> _Snapshot | None:
     cls = type(m)
     if cls not in _COPYABLE:
         _COPYABLE[cls] = _copyable_state(m)
-    return _Snapshot(m, _unchanged_subclass(cls, CONSTANT_INIT)) if _COPYABLE[cls] else None
+    if not _COPYABLE[cls]:
+        return None
+    if cls in STATELESS:  # nothing to initialize: copy the state as it is
+        return _Snapshot(m, True) if not (m._parameters or m._buffers or m._modules) else None
+    return _Snapshot(m, _unchanged_subclass(cls, CONSTANT_INIT))
 
 
 class Replicator:

@@ -120,7 +120,13 @@ def test_only_classes_whose_initialization_it_can_redo_are_replicated():
     assert construct.replicable(nn.BatchNorm2d) and construct.replicable(FlatLinear)
     # Their own __init__ / reset_parameters: always built by their constructor.
     assert not construct.replicable(WsConv2d) and not construct.replicable(SamePadWsConv2d)
-    assert not construct.replicable(nn.ReLU) and not construct.replicable(nn.LayerNorm)
+    assert not construct.replicable(nn.LayerNorm)
+    # torch's parameterless leaves are copied as they are; a subclass may do more in __init__
+    assert construct.replicable(nn.ReLU) and construct.replicable(nn.AdaptiveAvgPool2d)
+
+    class Counted(nn.ReLU):
+        pass
+    assert not construct.replicable(Counted)
 
 
 def test_global_registration_hooks_see_every_module():

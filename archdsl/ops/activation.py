@@ -32,8 +32,8 @@ def cost(a: ActAttrs, x: Shape, y: Shape) -> Cost:
 
 def lower(a: ActAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     if a.fn in _MODULES:
-        return _MODULES[a.fn](inplace=ctx.inplace_ok)
-    return _NO_INPLACE[a.fn]()
+        return ctx.make(_MODULES[a.fn], inplace=ctx.inplace_ok)
+    return ctx.make(_NO_INPLACE[a.fn])
 
 
 ACT = register(OpDef("act", ActAttrs, shape, cost, lower, "act(fn): " + ", ".join(Fn.__args__)),
