@@ -269,12 +269,7 @@ def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: i
 def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
     """The cost row of one IR node: an op, or the join of a structural node."""
     if isinstance(node, ir.Op):
-        c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
-        acts = c.activations if c.activations is not None else (
-            ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
-        io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
-        return Layer(name, node.kind, node.in_shape, node.out_shape, c.params, c.macs, acts,
-                     c.params * nbytes, io_bytes)
+        return Layer(name, node.kind, node.in_shape, node.out_shape, *_op_cost(node, nbytes))
     if isinstance(node, ir.Residual):
         add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
         if node.gain is not None:  # the learnable gain on the body: a scalar or one per channel
@@ -290,6 +285,29 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
     if isinstance(node, ir.Gate):
         return _join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape], node.out_shape, nbytes)
     return None
+
+
+# Op costs by (attributes, input shape, bytes per element): equal layers in
+# different block bodies (a sweep's configs, NFNet's per-block betas) share
+# attribute objects (elaborate._ATTRS). Keyed by id; each entry holds its attrs.
+_OP_COSTS: dict[tuple, tuple] = {}
+
+
+def _op_cost(node: ir.Op, nbytes: int) -> tuple:
+    """(params, macs, activations, weight bytes, moved bytes) of an op."""
+    key = (id(node.attrs), node.kind, node.in_shape, nbytes)
+    hit = _OP_COSTS.get(key)
+    if hit is not None and hit[0] is node.attrs:
+        return hit[1]
+    c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
+    acts = c.activations if c.activations is not None else (
+        ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
+    io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
+    out = (c.params, c.macs, acts, c.params * nbytes, io_bytes)
+    if len(_OP_COSTS) >= 65536:
+        _OP_COSTS.clear()
+    _OP_COSTS[key] = (node.attrs, out)
+    return out
 
 
 def _is_block(node: ir.Node) -> bool:

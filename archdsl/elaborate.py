@@ -92,22 +92,23 @@ class Elaborator:
 
     def _op(self, stmt: A.Call, env: dict, shape: ir.Shape) -> ir.Op:
         fields, required = _signature(stmt.name)
-        return self._make_op(stmt, self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required),
-                             shape)
+        values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
+        return self._make_op(stmt, tuple(values), tuple(values.values()), shape)
 
-    def _make_op(self, stmt: A.Call, values: dict, shape: ir.Shape) -> ir.Op:
-        """Validate an op's bound arguments (`values`) and apply its shape rule."""
+    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape,
+                 key: tuple | None = None) -> ir.Op:
+        """Validate an op's arguments (`names` bound to `vals`; `key`: _values_key
+        of them, when the caller made it) and apply its shape rule."""
         opdef = REGISTRY[stmt.name]
-        values.update(opdef.preset)
-        try:
-            key = (stmt.name, tuple([(k, type(v), v) for k, v in values.items()]))
-            attrs = _ATTRS.get(key)
-        except TypeError:  # an unhashable value (a list): validate without the memo
-            key, attrs = None, None
+        key = (stmt.name, key or _values_key(names, vals))
+        attrs = _ATTRS.get(key)
+        values: dict = {}
         try:
             if attrs is None:
+                values = dict(zip(names, vals))
+                values.update(opdef.preset)
                 attrs = opdef.attrs.model_validate(values)
-                if key is not None and len(_ATTRS) < 65536:
+                if len(_ATTRS) < 65536:
                     _ATTRS[key] = attrs
         except ValidationError as ve:
             fields = _signature(stmt.name)[0]
@@ -131,7 +132,7 @@ class Elaborator:
         d = self._block_def(stmt)
         params, required, _ = _params_of(d)
         values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
-        return self._enter_block(stmt, d, values, shape, role, label)
+        return self._enter_block(stmt, d, tuple(values), tuple(values.values()), shape, role, label)
 
     def _block_def(self, stmt: A.Call) -> A.Definition:
         d = self.program.definitions[stmt.name]
@@ -141,9 +142,9 @@ class Elaborator:
             raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
         return d
 
-    def _enter_block(self, stmt: A.Call, d: A.Definition, values: dict, shape: ir.Shape,
+    def _enter_block(self, stmt: A.Call, d: A.Definition, names: tuple, vals: tuple | list, shape: ir.Shape,
                      role: str | None, label: str, key: tuple | None = None) -> ir.Seq:
-        """Elaborate block `d` called with its bound arguments (`values`);
+        """Elaborate block `d` called with arguments `names` bound to `vals`;
         `key`: its block memo key, when the caller made one."""
         params, _, defaults = _params_of(d)
         self.path.append(label)
@@ -153,10 +154,12 @@ class Elaborator:
             # defaults are computed from them): an equal call shares the first
             # one's children (ir.Seq.is_block).
             if key is None:
-                key = (stmt.name, shape, tuple([_frozen(values[p]) if p in values else _UNSET for p in params]))
+                given = dict(zip(names, vals))
+                key = (stmt.name, shape, tuple([_frozen(given[p]) if p in given else _UNSET for p in params]))
             done = self.memo.get(key)
             if done is not None:
                 return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
+            values = dict(zip(names, vals))
             inner: dict[str, Any] = {"$in": in_shape(shape)}
             if len(values) == len(params):
                 inner.update(values)
@@ -224,8 +227,16 @@ class Elaborator:
         return seq
 
     def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
-        values = self._bind_args(kind, list(allowed), args, env, loc, set())
-        return {k: values.get(k, v) for k, v in allowed.items()}
+        plan = self.cache.get(id(args), _UNSET)  # the argument list is the running definition's
+        if plan is _UNSET:
+            plan = self.cache[id(args)] = _arg_plan(list(allowed), set(), args)
+        if plan is None:  # they do not bind: _bind_args says why
+            values = self._bind_args(kind, list(allowed), args, env, loc, set())
+            return {k: values.get(k, v) for k, v in allowed.items()}
+        flags = dict(allowed)
+        for name, arg in plan:
+            flags[name] = arg(self, env)
+        return flags
 
     def _s_Residual(self, s: A.Residual, env, shape, sink):
         self._need_nodes(sink, s.loc, "residual")
@@ -458,6 +469,16 @@ _UNSET = object()  # a parameter left to its default, in a block memo key
 _PLAIN_TYPES = frozenset({int, float, bool, str, type(None), InputShape})
 
 
+def _values_key(names: tuple, vals: tuple | list) -> tuple:
+    """A memo key for arguments `names` bound to `vals`, telling apart what
+    `==` does not (see _frozen); the types, in C, where that is enough. Another
+    argument order makes another key: only less sharing."""
+    types = tuple(map(type, vals))
+    if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals):
+        return (names, types, tuple(vals))
+    return (names, tuple([_frozen(v) for v in vals]))
+
+
 def _frozen(v: Any) -> Any:
     """A hashable stand-in for a spec value, telling apart what `==` does not
     (1, 1.0 and true; -0.0 and 0.0; a list and a tuple)."""
@@ -617,6 +638,7 @@ def _call(s: A.Call) -> Step:
         plan = _arg_plan(*_signature(name), s.args)
         if plan is None:
             return generic
+        names, args = tuple([p for p, _ in plan]), [a for _, a in plan]
 
         def op(el, env, shape, sink):
             nodes = sink.nodes
@@ -624,7 +646,8 @@ def _call(s: A.Call) -> Step:
                 el._need_nodes(sink, s.loc, what)
             el.path.append(name)
             try:
-                node = el._make_op(s, {p: arg(el, env) for p, arg in plan}, shape)
+                vals = [arg(el, env) for arg in args]
+                node = el._make_op(s, names, vals, shape, _values_key(names, vals))
             finally:
                 el.path.pop()
             nodes.append(node)
@@ -649,17 +672,11 @@ def _call(s: A.Call) -> Step:
         if names is None or d.kind != "block" or el.depth >= _MAX_DEPTH:
             return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
         vals = [arg(el, env) for arg in args]
-        # The memo key: the values as given (the defaults follow from them and
-        # the shape), told apart by type; -0.0, lists and tuples go through
-        # _frozen. Another argument order makes another key: only less sharing.
-        types = tuple(map(type, vals))
-        if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals):
-            key = (name, shape, names, types, tuple(vals))
-        else:
-            key = (name, shape, names, tuple([_frozen(v) for v in vals]))
+        # The values as given: the defaults follow from them and the shape.
+        key = (name, shape, _values_key(names, vals))
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
-        node = el._enter_block(s, d, dict(zip(names, vals)), shape, role, label, key)
+        node = el._enter_block(s, d, names, vals, shape, role, label, key)
         nodes.append(node)
         return node.out_shape
     return block
