@@ -58,7 +58,7 @@ def locate(config: str | Path) -> tuple[Path, str]:
             return c.resolve().parent, c.stem
     bundled = conf_dir() / (p.stem + ".yaml")
     if len(p.parts) <= 2 and bundled.is_file():  # a bare name, or conf/<name> outside a checkout
-        return conf_dir().resolve(), p.stem
+        return conf_dir(), p.stem
     presets = sorted(x.stem for x in conf_dir().glob("*.yaml") if x.stem != "base")
     import difflib
     close = difflib.get_close_matches(p.stem, presets, 3)
@@ -78,16 +78,16 @@ def open_params(overrides) -> list[str]:
 
 def search_path_override(config_dir: Path) -> list[str]:
     """Let user configs say `defaults: [base]` and reach the bundled groups."""
-    if config_dir.resolve() == conf_dir().resolve():
+    if config_dir.resolve() == conf_dir():
         return []
-    return [f"hydra.searchpath=[file://{conf_dir().resolve()}]"]
+    return [f"hydra.searchpath=[file://{conf_dir()}]"]
 
 
 def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> tuple[dict, str, Path]:
     """Compose a config as Hydra does; returns (plain dict, name, dir)."""
     config_dir, name = locate(config)
     overrides = open_params(list(overrides))
-    data = quick_compose(config_dir, name, overrides, conf_dir().resolve())
+    data = quick_compose(config_dir, name, overrides, conf_dir())
     if data is None:
         data = hydra_compose(config_dir, name, overrides)
     return data, name, config_dir

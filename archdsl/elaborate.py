@@ -507,8 +507,8 @@ class _BlockMemo:
 
     LIMIT = 2_000
 
-    def __init__(self, program: Program):
-        self.program = program
+    def __init__(self, definitions: tuple[A.Definition, ...]):
+        self.definitions = definitions  # what the bodies came from (and what keeps their ids)
         self.bodies: dict[tuple, ir.Seq] = {}
 
     def get(self, key: tuple) -> ir.Seq | None:
@@ -520,9 +520,11 @@ class _BlockMemo:
         self.bodies[key] = seq
 
 
-# The memos of the programs elaborated last, by id; each holds its program, so
-# an id is not reused while its memo is here.
-_MEMOS: dict[int, _BlockMemo] = {}
+# The memos of the programs elaborated last, by the ids of their definitions:
+# loading a recipe again makes a new Program from the same parsed definitions
+# (while its files are unchanged), which elaborates the same. Each memo holds
+# its definitions, so the ids are not reused while it is here.
+_MEMOS: dict[tuple, _BlockMemo] = {}
 
 
 def forget_blocks() -> None:
@@ -532,11 +534,13 @@ def forget_blocks() -> None:
 
 
 def _memo_of(program: Program) -> _BlockMemo:
-    memo = _MEMOS.get(id(program))
-    if memo is None or memo.program is not program:
+    definitions = tuple(program.definitions.values())
+    key = tuple(map(id, definitions))
+    memo = _MEMOS.get(key)
+    if memo is None:
         if len(_MEMOS) >= 8:
             _MEMOS.pop(next(iter(_MEMOS)))
-        memo = _MEMOS[id(program)] = _BlockMemo(program)
+        memo = _MEMOS[key] = _BlockMemo(definitions)
     return memo
 
 

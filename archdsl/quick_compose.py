@@ -37,7 +37,17 @@ def _load(path: Path) -> dict:
             raise _Unsupported
         hit = (mtime, data)
         _YAML[str(path)] = hit
-    return copy.deepcopy(hit[1])
+    return _copied(hit[1])
+
+
+def _copied(value):
+    """A deep copy of plain YAML data (dicts, lists, scalars): copy.deepcopy's
+    result, without its bookkeeping for shared and cyclic objects."""
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    return value
 
 
 class _Composer:

@@ -24,7 +24,7 @@ def grammar_path() -> Path:
 
 
 def conf_dir() -> Path:
-    return root() / "conf"
+    return root() / "conf"  # resolved already (so are the other folders): _PKG is
 
 
 def recipes_dir() -> Path:
