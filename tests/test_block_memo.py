@@ -1,5 +1,7 @@
 """Equal block calls are elaborated and costed once (elaborate._BlockMemo,
 ir.Body, cost.Part), and nothing a user sees depends on it."""
+import os
+
 import pytest
 import torch
 
@@ -57,6 +59,19 @@ def test_a_new_elaboration_reuses_the_bodies_and_forgetting_them_does_not(progra
     assert blocks(a)[1].children is blocks(b)[1].children
     forget_blocks()
     c = elaborate(program, {})
+    assert blocks(c)[1].children is not blocks(a)[1].children
+    assert report(c, "t").to_dict() == report(a, "t").to_dict()
+
+
+def test_loading_unchanged_files_again_reuses_the_bodies_and_an_edit_does_not(tmp_path):
+    f = tmp_path / "memo.arch"
+    f.write_text(SPEC)
+    forget_blocks()
+    a = elaborate(load_program(f), {})
+    b = elaborate(load_program(f), {})  # a new Program from the same parsed files
+    assert blocks(a)[1].children is blocks(b)[1].children
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # an edit, as the parse cache sees it
+    c = elaborate(load_program(f), {})
     assert blocks(c)[1].children is not blocks(a)[1].children
     assert report(c, "t").to_dict() == report(a, "t").to_dict()
 
