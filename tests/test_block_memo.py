@@ -32,11 +32,8 @@ def blocks(spec):
 
 
 @pytest.fixture
-def program(tmp_path):
-    f = tmp_path / "memo.arch"
-    f.write_text(SPEC)
-    forget_blocks()
-    return load_program(f)
+def program(program_of):
+    return program_of(SPEC, "memo.arch")
 
 
 def test_equal_calls_share_one_body(program):

@@ -9,7 +9,6 @@ from archdsl import ir
 from archdsl import program as P
 from archdsl.elaborate import elaborate, forget_blocks
 from archdsl.errors import ArchError
-from archdsl.program import load_program
 
 SPEC = """
 block unit(c, stride = 1, k = 3) {
@@ -32,11 +31,8 @@ network t(res = 16, bad = false) {
 
 
 @pytest.fixture
-def program(tmp_path):
-    f = tmp_path / "compiled.arch"
-    f.write_text(SPEC)
-    forget_blocks()
-    return load_program(f)
+def program(program_of):
+    return program_of(SPEC, "compiled.arch")
 
 
 def shapes(spec):
