@@ -50,12 +50,6 @@ class Elaborator:
     def evaluate(self, e: A.Expr, env: dict) -> Any:
         return compiled(e, self.cache)(self, env)
 
-    def _iterate(self, value, loc):
-        return iterate(self, value, loc)
-
-    def _bind(self, env: dict, names: list[str], unpack: bool, value, loc):
-        bind(self, env, names, unpack, value, loc)
-
     # ------------------------------------------------------------ calls
     def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
                    required: set[str]) -> dict:
@@ -190,7 +184,7 @@ class Elaborator:
             raise self.error(f"{what} cannot stand directly inside {sink.what}; wrap it in branch {{ }}", loc)
 
     def _s_Let(self, s: A.Let, env, shape, sink):
-        self._bind(env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
+        bind(self, env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
         return shape
 
     def _count(self, e: A.Expr, env) -> int:
@@ -389,8 +383,8 @@ class Elaborator:
             elif isinstance(s, A.If):
                 self._network_body(s.then if self.evaluate(s.test, env) else s.other, env, net, stages, state)
             elif isinstance(s, A.For):
-                for item in self._iterate(self.evaluate(s.iterable, env), s.iterable.loc):
-                    self._bind(env, s.target, s.unpack, item, s.loc)
+                for item in iterate(self, self.evaluate(s.iterable, env), s.iterable.loc):
+                    bind(self, env, s.target, s.unpack, item, s.loc)
                     self._network_body(s.body, env, net, stages, state)
             elif isinstance(s, A.Repeat):
                 for i in range(self._count(s.count, env)):
