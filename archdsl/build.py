@@ -50,7 +50,7 @@ def costs(rep: Report) -> dict:
     """The totals a job's result (and a sweep's summary row) carries."""
     t = rep.total
     return {"params": t.params, "macs": t.macs, "activations": t.activations, "bytes": t.bytes,
-            "roofline_s": {hw.name: rep.roofline(hw) for hw in rep.hardware}}
+            "roofline_s": rep.rooflines()}
 
 
 def completed(out: Path, overrides: list[str]) -> dict | None:

@@ -112,21 +112,27 @@ class Part:
         self.total = t = Totals()
         for it in items:
             t.add(it if type(it) is Layer else it[1].total)
-        self._times: dict[tuple, float] = {}
+        self._times: dict[tuple, list[float]] = {}
         self._ridge: dict[tuple, list[int]] = {}
 
     def time(self, hw: Hardware) -> float:
-        key = (hw.peak_macs, hw.mem_bw)
-        t = self._times.get(key)
+        return self.times(((hw.peak_macs, hw.mem_bw),))[0]
+
+    def times(self, machines: tuple[tuple[float, float], ...]) -> list[float]:
+        """Roofline seconds on each (peak MACs/s, bytes/s), in one walk."""
+        t = self._times.get(machines)
         if t is None:  # Layer.time, inlined: this is a sweep's inner loop
-            peak, bw, t = hw.peak_macs, hw.mem_bw, 0.0
+            t = [0.0] * len(machines)
             for it in self.items:
                 if type(it) is Layer:
-                    compute, move = it.macs / peak, (it.weight_bytes + it.act_bytes) / bw
-                    t += compute if compute > move else move
+                    macs, moved = it.macs, it.weight_bytes + it.act_bytes
+                    for i, (peak, bw) in enumerate(machines):
+                        compute, move = macs / peak, moved / bw
+                        t[i] += compute if compute > move else move
                 else:
-                    t += it[1].time(hw)
-            self._times[key] = t
+                    for i, s in enumerate(it[1].times(machines)):
+                        t[i] += s
+            self._times[machines] = t
         return t
 
     def ridge(self, points: tuple) -> list[int]:
@@ -176,6 +182,11 @@ class Report:
 
     def roofline(self, hw: Hardware) -> float:
         return self.costed.time(hw)
+
+    def rooflines(self) -> dict[str, float]:
+        """Roofline seconds on each of the report's hardware presets (one walk for all)."""
+        hws = self.hardware
+        return dict(zip([h.name for h in hws], self.costed.times(tuple((h.peak_macs, h.mem_bw) for h in hws))))
 
     def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
         """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
