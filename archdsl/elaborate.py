@@ -141,18 +141,18 @@ class Elaborator:
         """Elaborate block `d` called with arguments `names` bound to `vals`;
         `key`: its block memo key, when the caller made one."""
         params, _, defaults = _params_of(d)
+        # A block's body depends only on its arguments and input shape (its
+        # defaults are computed from them): an equal call shares the first
+        # one's children (ir.Seq.is_block).
+        if key is None:
+            given = dict(zip(names, vals))
+            key = (stmt.name, shape, tuple([_frozen(given[p]) if p in given else _UNSET for p in params]))
+        done = self.memo.get(key)
+        if done is not None:
+            return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name)
         self.path.append(label)
         self.depth += 1
         try:
-            # A block's body depends only on its arguments and input shape (its
-            # defaults are computed from them): an equal call shares the first
-            # one's children (ir.Seq.is_block).
-            if key is None:
-                given = dict(zip(names, vals))
-                key = (stmt.name, shape, tuple([_frozen(given[p]) if p in given else _UNSET for p in params]))
-            done = self.memo.get(key)
-            if done is not None:
-                return ir.Seq(shape, done.out_shape, stmt.loc, tuple(self.path), done.children, role, stmt.name)
             values = dict(zip(names, vals))
             inner: dict[str, Any] = {"$in": in_shape(shape)}
             if len(values) == len(params):
