@@ -89,12 +89,10 @@ class Elaborator:
         values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
         return self._make_op(stmt, tuple(values), tuple(values.values()), shape)
 
-    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape,
-                 key: tuple | None = None) -> ir.Op:
-        """Validate an op's arguments (`names` bound to `vals`; `key`: _values_key
-        of them, when the caller made it) and apply its shape rule."""
+    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
+        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
         opdef = REGISTRY[stmt.name]
-        key = (stmt.name, key or _values_key(names, vals))
+        key = (stmt.name, _values_key(names, vals))
         attrs = _ATTRS.get(key)
         values: dict = {}
         try:
@@ -137,19 +135,16 @@ class Elaborator:
         return d
 
     def _enter_block(self, stmt: A.Call, d: A.Definition, names: tuple, vals: tuple | list, shape: ir.Shape,
-                     role: str | None, label: str, key: tuple | None = None) -> ir.Seq:
-        """Elaborate block `d` called with arguments `names` bound to `vals`;
-        `key`: its block memo key, when the caller made one."""
-        params, _, defaults = _params_of(d)
-        # A block's body depends only on its arguments and input shape (its
-        # defaults are computed from them): an equal call shares the first
-        # one's children (ir.Seq.is_block).
-        if key is None:
-            given = dict(zip(names, vals))
-            key = (stmt.name, shape, tuple([_frozen(given[p]) if p in given else _UNSET for p in params]))
+                     role: str | None, label: str) -> ir.Seq:
+        """Elaborate block `d` called with arguments `names` bound to `vals`."""
+        # A block's body depends only on its arguments as given and its input
+        # shape (its defaults are computed from them): an equal call shares the
+        # first one's children (ir.Seq.is_block).
+        key = (stmt.name, shape, _values_key(names, vals))
         done = self.memo.get(key)
         if done is not None:
             return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name)
+        params, _, defaults = _params_of(d)
         self.path.append(label)
         self.depth += 1
         try:
@@ -221,8 +216,8 @@ class Elaborator:
         return seq
 
     def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
-        plan = self.cache.get(id(args), _UNSET)  # the argument list is the running definition's
-        if plan is _UNSET:
+        plan = self.cache.get(id(args), _NOT_YET)  # the argument list is the running definition's
+        if plan is _NOT_YET:
             plan = self.cache[id(args)] = _arg_plan(list(allowed), set(), args)
         if plan is None:  # they do not bind: _bind_args says why
             values = self._bind_args(kind, list(allowed), args, env, loc, set())
@@ -457,7 +452,7 @@ class _Bound:
 _ATTRS: dict[tuple, Any] = {}
 
 
-_UNSET = object()  # a parameter left to its default, in a block memo key
+_NOT_YET = object()  # not in a cache yet (whose values may be None)
 # Types whose values `==` and `hash` tell apart exactly once the type is known
 # (bar -0.0): a memo key may hold them as they are.
 _PLAIN_TYPES = frozenset({int, float, bool, str, type(None), InputShape})
@@ -645,7 +640,7 @@ def _call(s: A.Call) -> Step:
             el.path.append(name)
             try:
                 vals = [arg(el, env) for arg in args]
-                node = el._make_op(s, names, vals, shape, _values_key(names, vals))
+                node = el._make_op(s, names, vals, shape)
             finally:
                 el.path.pop()
             nodes.append(node)
@@ -670,11 +665,9 @@ def _call(s: A.Call) -> Step:
         if names is None or d.kind != "block" or el.depth >= _MAX_DEPTH:
             return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
         vals = [arg(el, env) for arg in args]
-        # The values as given: the defaults follow from them and the shape.
-        key = (name, shape, _values_key(names, vals))
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
-        node = el._enter_block(s, d, names, vals, shape, role, label, key)
+        node = el._enter_block(s, d, names, vals, shape, role, label)
         nodes.append(node)
         return node.out_shape
     return block
