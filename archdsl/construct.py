@@ -12,8 +12,9 @@ constructor would:
 - `Replicator` makes a repeat of a layer (same class and arguments, which
   networks are full of) from a snapshot of the first one's state taken right
   after its constructor, with new tensors, then runs the class's own
-  `reset_parameters` (BatchNorm, whose initialization is constants, gets a
-  copy of the first one's initial tensors instead): the same initialization
+  `reset_parameters` (convolutions and linear layers make its uniform draws
+  directly; BatchNorm, whose initialization is constants, gets a copy of the
+  first one's initial tensors instead): the same initialization
   as the constructor's, consuming the random stream in the same order, so a
   seeded build gives the same weights either way (tests/test_construct.py).
   torch's parameterless leaves (activations, pools) and empty containers are
@@ -24,10 +25,12 @@ are in use (they must see every registration).
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
 from torch import nn
+from torch.nn import init
 from torch.nn.modules import module as _torch_module
 
 # torch's registries of global registration hooks (dicts it fills in place).
@@ -35,11 +38,12 @@ _HOOKS = [getattr(_torch_module, name, None) for name in (
     "_global_module_registration_hooks", "_global_parameter_registration_hooks",
     "_global_buffer_registration_hooks")]
 _HOOKS_FOUND = all(isinstance(h, dict) for h in _HOOKS)
+_MODULE_HOOKS, _PARAMETER_HOOKS, _BUFFER_HOOKS = _HOOKS
 
 
 def plain_registration() -> bool:
     """True when no global registration hooks are installed (and torch keeps them where we look)."""
-    return _HOOKS_FOUND and not any(_HOOKS)
+    return _HOOKS_FOUND and not (_MODULE_HOOKS or _PARAMETER_HOOKS or _BUFFER_HOOKS)
 
 
 def adopt(parent: nn.Module, name: str, child: nn.Module | None) -> None:
@@ -113,8 +117,14 @@ STATELESS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, 
              nn.AdaptiveMaxPool2d)
 
 
+_REPLICABLE: dict[type, bool] = {}
+
+
 def replicable(cls: type) -> bool:
-    return _unchanged_subclass(cls, REPLICABLE) or cls in STATELESS
+    answer = _REPLICABLE.get(cls)
+    if answer is None:
+        answer = _REPLICABLE[cls] = _unchanged_subclass(cls, REPLICABLE) or cls in STATELESS
+    return answer
 
 
 def _copyable_state(m: nn.Module) -> bool:
@@ -134,30 +144,60 @@ class _Snapshot:
     def __init__(self, m: nn.Module, constant_init: bool):
         state = vars(m)
         self.plain = {k: v for k, v in state.items() if not isinstance(v, _CONTAINERS)}
-        self.containers = {k: v.copy() for k, v in state.items()
-                           if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS}
+        self.containers = [(k, v.copy()) for k, v in state.items()
+                           if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS]
         # Constant inits: the initial values (copied now: the module may change
         # later). Otherwise the tensors themselves, for shape, dtype, device and
         # strides only (empty_like).
         self.constant_init = constant_init
-        self.tensors = {d: {k: None if t is None else (t.detach().clone() if constant_init else t,
-                                                       t.requires_grad)
-                            for k, t in state[d].items()} for d in _TENSOR_DICTS}
+        self.make = torch.Tensor.clone if constant_init else torch.empty_like
+        self.params, self.buffers = ([(k, None if t is None else t.detach().clone() if constant_init else t,
+                                       t is not None and t.requires_grad) for k, t in state[d].items()]
+                                     for d in _TENSOR_DICTS)
+        self.uniform = None if constant_init else _uniform_draws(type(m), state["_parameters"])
 
     def replica(self, cls: type) -> nn.Module:
         m = cls.__new__(cls)
-        state = dict(self.plain)
-        for k, v in self.containers.items():
+        state = self.plain.copy()
+        for k, v in self.containers:
             state[k] = v.copy()
-        make = torch.Tensor.clone if self.constant_init else torch.empty_like
-        params = {k: None if s is None else nn.Parameter(make(s[0]), s[1])
-                  for k, s in self.tensors["_parameters"].items()}
-        state["_parameters"] = params
-        state["_buffers"] = {k: None if s is None else make(s[0]) for k, s in self.tensors["_buffers"].items()}
+        make = self.make
+        fresh = [(k, None if t is None else make(t), rg) for k, t, rg in self.params]
+        if self.uniform is not None:  # the constructor's draws, made directly
+            drawn = dict((k, t) for k, t, _ in fresh)
+            for k, bound in self.uniform:
+                drawn[k].uniform_(-bound, bound)
+        state["_parameters"] = {k: None if t is None else nn.Parameter(t, rg) for k, t, rg in fresh}
+        state["_buffers"] = {k: None if t is None else make(t) for k, t, _ in self.buffers}
         m.__dict__.update(state)
-        if not self.constant_init:
+        if not self.constant_init and self.uniform is None:
             m.reset_parameters()
         return m
+
+
+# The reset_parameters of torch's convolutions and linear layers: uniform
+# draws, weight then bias (kaiming_uniform_ with a = sqrt(5) on the weight,
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)) on the bias). A replica makes those
+# draws itself, with the bounds computed once by torch's own formulas,
+# skipping ~6 us of Python a layer; tests/test_construct.py checks that the
+# weights equal the plain constructor's, seeded alike.
+_UNIFORM_RESETS = (nn.modules.conv._ConvNd.reset_parameters, nn.Linear.reset_parameters)
+
+
+def _uniform_draws(cls: type, params: dict) -> list[tuple[str, float]] | None:
+    """[(parameter, bound)] that cls.reset_parameters draws from U(-bound, bound), in order; None: run it."""
+    weight, bias = params.get("weight"), params.get("bias")
+    if cls.reset_parameters not in _UNIFORM_RESETS or set(params) != {"weight", "bias"} or weight is None \
+            or not weight.is_contiguous() or weight.dim() < 2:
+        return None
+    fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+    if fan_in == 0 or 0 in weight.shape:  # torch warns and draws nothing: let it
+        return None
+    std = init.calculate_gain("leaky_relu", math.sqrt(5)) / math.sqrt(fan_in)
+    draws = [("weight", math.sqrt(3.0) * std)]
+    if bias is not None:
+        draws.append(("bias", 1 / math.sqrt(fan_in)))
+    return draws
 
 
 _COPYABLE: dict[type, bool] = {}  # per class: is a constructed instance's state copyable?
@@ -189,7 +229,7 @@ class Replicator:
         if not replicable(cls):
             return cls(*args, **kwargs)
         # The default dtype decides the tensors' dtype: part of what must repeat.
-        key = (cls, args, tuple(sorted(kwargs.items())), torch.get_default_dtype())
+        key = (cls, args, tuple(kwargs.items()), torch.get_default_dtype())
         try:
             snapshot = self._seen.get(key)
         except TypeError:  # an unhashable argument
