@@ -23,13 +23,13 @@ RESERVED = {"input"}
 _CACHE: dict[str, tuple[float, A.SourceFile]] = {}
 
 
-def parse_cached(path: Path) -> A.SourceFile:
+def parse_cached(path: str | Path) -> A.SourceFile:
     key = str(path)
-    mtime = path.stat().st_mtime
+    mtime = os.stat(key).st_mtime
     hit = _CACHE.get(key)
     if hit and hit[0] == mtime:
         return hit[1]
-    src = parse_file(path)
+    src = parse_file(key)
     _CACHE[key] = (mtime, src)
     return src
 
@@ -63,49 +63,48 @@ class Program:
         return d
 
 
-def _resolve_use(use: A.Use, using: Path, roots: list[Path]) -> Path:
+def _resolve_use(use: A.Use, using: str, roots: list[Path]) -> str:
+    """The real path of the file `use` names, seen from the file `using` (a real path)."""
     rel = use.path if use.path.endswith(".arch") else use.path + ".arch"
     if os.path.isabs(rel) or ".." in Path(rel).parts:
         raise ArchError(f"use path must be relative and stay inside the search path: '{use.path}'", use.loc)
-    bases = [using.parent]
-    for r in roots:
-        bases += [r, r / "blocks", r / "recipes"]
+    bases = [os.path.dirname(using)]
+    for r in map(str, roots):
+        bases += [r, os.path.join(r, "blocks"), os.path.join(r, "recipes")]
     for base in bases:
-        cand = base / rel
-        if cand.is_file():
-            return cand.resolve()
-    raise ArchError(f"cannot find '{rel}' (looked next to {using.name} and under "
+        cand = os.path.join(base, rel)
+        if os.path.isfile(cand):
+            return os.path.realpath(cand)
+    raise ArchError(f"cannot find '{rel}' (looked next to {os.path.basename(using)} and under "
                     f"{', '.join(str(r) for r in roots)})", use.loc)
 
 
 def load_program(entry: str | Path, extra_roots: list[Path] | None = None) -> Program:
     """Parse `entry` and, transitively, the files it uses."""
-    entry = Path(entry).resolve()
-    roots = search_roots(extra_roots)
     prog = Program()
-    done: set[Path] = set()
-
-    def visit(path: Path, stack: list[Path], via: A.Use | None):
-        if path in stack:
-            cycle = " -> ".join(p.name for p in stack[stack.index(path):] + [path])
-            raise ArchError(f"use cycle: {cycle}", via.loc if via else None)
-        if path in done:
-            return
-        src = parse_cached(path)
-        for u in src.uses:
-            visit(_resolve_use(u, path, roots), stack + [path], u)
-        for d in src.definitions:
-            if d.name in REGISTRY or d.name in RESERVED:
-                raise ArchError(f"'{d.name}' is a primitive op and cannot be redefined", d.loc)
-            prev = prog.definitions.get(d.name)
-            if prev is not None and prev is not d:
-                raise ArchError(f"'{d.name}' is already defined at {prev.loc}", d.loc)
-            prog.definitions[d.name] = d
-        done.add(path)
-        prog.files.append(str(path))
-
-    visit(entry, [], None)
+    _visit(prog, os.path.realpath(entry), [], None, search_roots(extra_roots), set())
     return prog
+
+
+def _visit(prog: Program, path: str, stack: list[str], via: A.Use | None, roots: list[Path],
+           done: set[str]) -> None:
+    if path in stack:
+        cycle = " -> ".join(os.path.basename(p) for p in stack[stack.index(path):] + [path])
+        raise ArchError(f"use cycle: {cycle}", via.loc if via else None)
+    if path in done:
+        return
+    src = parse_cached(path)
+    for u in src.uses:
+        _visit(prog, _resolve_use(u, path, roots), stack + [path], u, roots, done)
+    for d in src.definitions:
+        if d.name in REGISTRY or d.name in RESERVED:
+            raise ArchError(f"'{d.name}' is a primitive op and cannot be redefined", d.loc)
+        prev = prog.definitions.get(d.name)
+        if prev is not None and prev is not d:
+            raise ArchError(f"'{d.name}' is already defined at {prev.loc}", d.loc)
+        prog.definitions[d.name] = d
+    done.add(path)
+    prog.files.append(path)
 
 
 def find_recipe(name_or_path: str, extra_roots: list[Path] | None = None) -> Path:
