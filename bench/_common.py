@@ -182,6 +182,57 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
+# glibc's malloc keeps freed memory for reuse, unless it lies at the top of
+# the heap (then it goes back to the OS). Which side of an A/B pair inherits
+# the other's freed pages depends on what each left allocated last: measured
+# on ghostnet_100, whichever tool ran second-after-the-other skipped ~2,800
+# page faults (~7 ms) and the other paid them, flipping with the order. A
+# load in a new process always pays them. `fresh_heap()` returns every free
+# page first (malloc_trim(0)), so both sides start as a new process would.
+def _malloc_trim():
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to equalize this way
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+_TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
+HEAP_TRIM_AVAILABLE = _TRIM is not None
+
+
+def fresh_heap() -> None:
+    """Give freed heap pages back to the OS (outside any timing; a no-op off glibc)."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (pages first touched)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed_fresh_heap(fn: Callable[[], object], faults: list[int] | None = None,
+                     setup: Callable[[], object] | None = None) -> float:
+    """`timed(fn)` from a trimmed heap (see fresh_heap), after `setup()` (untimed);
+    appends the call's page faults to `faults`."""
+    if setup is not None:
+        setup()
+    fresh_heap()
+    f = minor_faults()
+    s = timed(fn)
+    if faults is not None:
+        faults.append(minor_faults() - f)
+    return s
+
+
 def timed_loop(fn: Callable[[], object], n: int) -> float:
     """Seconds per call of `fn`, averaged over `n` back-to-back calls."""
     t = time.perf_counter()
