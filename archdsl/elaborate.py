@@ -576,10 +576,15 @@ def _let(s: A.Let) -> Step:
 
 
 def _if(s: A.If) -> Step:
-    test, then, other = _compile(s.test), _steps(s.then), _steps(s.other)
+    test = _compile(s.test)
+    branches: dict[bool, tuple[Step, ...]] = {}  # compiled when first taken: many never are
 
     def if_(el, env, shape, sink):
-        for step in (then if test(el, env) else other):
+        taken = bool(test(el, env))
+        steps = branches.get(taken)
+        if steps is None:
+            steps = branches[taken] = _steps(s.then if taken else s.other)
+        for step in steps:
             shape = step(el, env, shape, sink)
         return shape
     return if_
