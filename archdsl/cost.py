@@ -272,9 +272,9 @@ class Report:
         return s
 
 
-def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int) -> Layer:
+def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> Layer:
     moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
-    return Layer(name, kind, inputs[0], out, 0, 0, 0, 0, moved)
+    return Layer(name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved)
 
 
 def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
@@ -282,11 +282,9 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
     if isinstance(node, ir.Op):
         return Layer(name, node.kind, node.in_shape, node.out_shape, *_op_cost(node, nbytes))
     if isinstance(node, ir.Residual):
-        add = _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes)
-        if node.gain is not None:  # the learnable gain on the body: a scalar or one per channel
-            n = node.out_shape[0] if node.gain_per_channel else 1
-            add = replace(add, params=n, weight_bytes=n * nbytes)
-        return add
+        # with the learnable gain on the body, if any: a scalar or one per channel
+        gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
+        return _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes, gains)
     if isinstance(node, ir.Parallel):
         kind = "add" if node.join == "sum" else "concat"
         return _join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches], node.out_shape, nbytes)
