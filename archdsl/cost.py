@@ -108,10 +108,26 @@ class Part:
     report's sums need no walk over every layer."""
 
     def __init__(self, items: list):
-        self.items = items  # Layer | (prefix, Part)
-        self.total = t = Totals()
+        # Layer rows as plain tuples, in Layer's field order (a Layer is made
+        # only when someone reads the layers: a sweep needs the sums), and
+        # (prefix, Part) for each block call.
+        self.items = items
+        params = macs = acts = weight_bytes = act_bytes = 0
         for it in items:
-            t.add(it if type(it) is Layer else it[1].total)
+            if len(it) == 2:
+                t = it[1].total
+                params += t.params
+                macs += t.macs
+                acts += t.activations
+                weight_bytes += t.weight_bytes
+                act_bytes += t.act_bytes
+            else:
+                params += it[4]
+                macs += it[5]
+                acts += it[6]
+                weight_bytes += it[7]
+                act_bytes += it[8]
+        self.total = Totals(params, macs, acts, weight_bytes, act_bytes)
         self._times: dict[tuple, list[float]] = {}
         self._ridge: dict[tuple, list[int]] = {}
 
@@ -124,8 +140,8 @@ class Part:
         if t is None:  # Layer.time, inlined: this is a sweep's inner loop
             t = [0.0] * len(machines)
             for it in self.items:
-                if type(it) is Layer:
-                    macs, moved = it.macs, it.weight_bytes + it.act_bytes
+                if len(it) != 2:
+                    macs, moved = it[5], it[7] + it[8]
                     for i, (peak, bw) in enumerate(machines):
                         compute, move = macs / peak, moved / bw
                         t[i] += compute if compute > move else move
@@ -141,17 +157,17 @@ class Part:
         if r is None:
             r = [0] * len(points)
             for it in self.items:
-                sub = [max(it.macs, it.bytes * rp) for rp in points] if isinstance(it, Layer) else it[1].ridge(points)
+                sub = it[1].ridge(points) if len(it) == 2 else [max(it[5], (it[7] + it[8]) * rp) for rp in points]
                 r = [a + b for a, b in zip(r, sub)]
             self._ridge[points] = r
         return r
 
     def layers(self, prefix: str = "") -> Iterator[Layer]:
         for it in self.items:
-            if isinstance(it, Layer):
-                yield replace(it, name=prefix + it.name) if prefix else it
-            else:
+            if len(it) == 2:
                 yield from it[1].layers(prefix + it[0] + ".")
+            else:
+                yield Layer(prefix + it[0], *it[1:])
 
 
 @dataclass
@@ -174,7 +190,7 @@ class Report:
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
         for it in self.costed.items:  # a nested part lies inside one section
-            name, cost = (it.name, it) if isinstance(it, Layer) else (it[0], it[1].total)
+            name, cost = (it[0], it[1].total) if len(it) == 2 else (it[0], Layer(*it))
             parts = name.split(".")
             key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
             out.setdefault(key, Totals()).add(cost)
@@ -272,15 +288,15 @@ class Report:
         return s
 
 
-def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> Layer:
+def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> tuple:
     moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
-    return Layer(name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved)
+    return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved)
 
 
-def _layer(name: str, node: ir.Node, nbytes: int) -> Layer | None:
-    """The cost row of one IR node: an op, or the join of a structural node."""
-    if isinstance(node, ir.Op):
-        return Layer(name, node.kind, node.in_shape, node.out_shape, *_op_cost(node, nbytes))
+def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
+    """The cost row of one IR node (Layer's fields, as a tuple): an op, or the join of a structural node."""
+    if type(node) is ir.Op:
+        return (name, node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes)
     if isinstance(node, ir.Residual):
         # with the learnable gain on the body, if any: a scalar or one per channel
         gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
@@ -326,9 +342,10 @@ def _is_block(node: ir.Node) -> bool:
 def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
     items: list = []
     for name, node in nodes:
-        if _is_block(node) and node.children:
-            items.append((name, _block_part(node.children, nbytes, dtype)))
-        elif not isinstance(node, ir.Seq):
+        if type(node) is ir.Seq:
+            if node.is_block and node.children:
+                items.append((name, _block_part(node.children, nbytes, dtype)))
+        else:
             layer = _layer(name, node, nbytes)
             if layer is not None:
                 items.append(layer)
