@@ -164,7 +164,7 @@ class _Snapshot:
         make = self.make
         fresh = [(k, None if t is None else make(t), rg) for k, t, rg in self.params]
         if self.uniform is not None:  # the constructor's draws, made directly
-            drawn = dict((k, t) for k, t, _ in fresh)
+            drawn = {k: t for k, t, _ in fresh}
             for k, bound in self.uniform:
                 drawn[k].uniform_(-bound, bound)
         state["_parameters"] = {k: None if t is None else nn.Parameter(t, rg) for k, t, rg in fresh}
