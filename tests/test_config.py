@@ -1,5 +1,4 @@
 """Config composition: archc's quick path gives exactly what Hydra composes."""
-from pathlib import Path
 
 import pytest
 

@@ -7,7 +7,7 @@ from pydantic import Field
 from torch import nn
 
 from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, ShapeError, register
+from .registry import Attrs, Cost, OpDef, ShapeError, register
 
 
 def same(a, x: Shape) -> Shape:
