@@ -1,6 +1,6 @@
 """A parsed file's syntax tree as plain data (lists, str, int, float, bool, None) and back.
 
-The on-disk parse cache (archdsl.astcache) stores this form as JSON. Reading
+The on-disk parse cache (archdsl.parsecache) stores this form as JSON. Reading
 it back can only build the node classes of archdsl.ast, each where its
 parent's annotation allows it (an `Expr` field takes an `Expr` subclass, a
 `str` field a str, ...): like a spec, a cache file cannot run code.

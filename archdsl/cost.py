@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Iterator
 
 from . import ir
+from .caches import process_cache
 from .ops import REGISTRY
 
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
@@ -315,7 +316,7 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
 # Op costs by (attributes, input shape, bytes per element): equal layers in
 # different block bodies (a sweep's configs, NFNet's per-block betas) share
 # attribute objects (elaborate._ATTRS). Keyed by id; each entry holds its attrs.
-_OP_COSTS: dict[tuple, tuple] = {}
+_OP_COSTS: dict[tuple, tuple] = process_cache("elaborated")
 
 
 def _op_cost(node: ir.Op, nbytes: int) -> tuple:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from . import ast as A
+from .caches import process_cache
 from . import ir
 from .errors import ArchError
 from .expr import InputShape, _compile, bind, compiled, in_shape, iterate
@@ -449,7 +450,7 @@ class _Bound:
 
 
 # Validated (frozen) op attributes by (op, argument values): most layers repeat.
-_ATTRS: dict[tuple, Any] = {}
+_ATTRS: dict[tuple, Any] = process_cache("elaborated")
 
 
 _NOT_YET = object()  # not in a cache yet (whose values may be None)
@@ -513,7 +514,7 @@ class _BlockMemo:
 # loading a recipe again makes a new Program from the same parsed definitions
 # (while its files are unchanged), which elaborates the same. Each memo holds
 # its definitions, so the ids are not reused while it is here.
-_MEMOS: dict[tuple, _BlockMemo] = {}
+_MEMOS: dict[tuple, _BlockMemo] = process_cache("elaborated")
 
 
 def forget_blocks() -> None:

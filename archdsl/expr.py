@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import ast as A
+from .caches import process_cache
 from .builtins import BUILTINS, SpecFailure
 from .ops import REGISTRY
 
@@ -31,7 +32,7 @@ class InputShape:
     w: int
 
 
-_SHAPES: dict[tuple, InputShape] = {}
+_SHAPES: dict[tuple, InputShape] = process_cache("elaborated")
 
 
 def in_shape(shape: tuple[int, int, int]) -> InputShape:

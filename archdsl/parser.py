@@ -331,10 +331,10 @@ def _lark() -> tuple[Lark, _ToAst]:
 
 
 def _tables_file() -> str | bool:
-    from . import astcache
+    from . import parsecache
     import lark
 
-    folder = astcache.archdsl_cache_folder()
+    folder = parsecache.archdsl_cache_folder()
     if folder is None:
         return False
     try:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast as A
-from .astcache import parse_file
+from .caches import process_cache
+from .parsecache import parse_file
 from .errors import ArchError
 from .ops import REGISTRY
 from .resources import root as bundled_root
@@ -19,8 +20,8 @@ from .resources import root as bundled_root
 RESERVED = {"input"}
 
 # Parsed files, keyed by path and modification time: parsing happens once a
-# process (and, through archdsl.astcache, once per file content on this machine).
-_CACHE: dict[str, tuple[float, A.SourceFile]] = {}
+# process (and, through archdsl.parsecache, once per file content on this machine).
+_CACHE: dict[str, tuple[float, A.SourceFile]] = process_cache("read")
 
 
 def parse_cached(path: str | Path) -> A.SourceFile:

@@ -10,6 +10,7 @@ entries and an explicit `_self_`; overrides `key=v`, `+key=v`, `++key=v` and
 from __future__ import annotations
 
 import copy
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,26 +19,34 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf._utils import get_yaml_loader
 
-_YAML: dict[str, tuple[float, dict]] = {}
+from .caches import process_cache
+from .parsecache import yaml_data
+
+_YAML: dict[str, tuple[float, dict]] = process_cache("read")
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _load(path: Path) -> dict:
-    mtime = path.stat().st_mtime
-    hit = _YAML.get(str(path))
+def _load(path: str) -> dict:
+    mtime = os.stat(path).st_mtime
+    hit = _YAML.get(path)
     if hit is None or hit[0] != mtime:
-        text = path.read_text()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
         if "@package" in text:
             raise _Unsupported
-        data = yaml.load(text, Loader=get_yaml_loader()) or {}
+        data = yaml_data(text, _parse_yaml) or {}
         if not isinstance(data, dict):
             raise _Unsupported
         hit = (mtime, data)
-        _YAML[str(path)] = hit
+        _YAML[path] = hit
     return _copied(hit[1])
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=get_yaml_loader())
 
 
 def _copied(value):
@@ -51,19 +60,19 @@ def _copied(value):
 
 
 class _Composer:
-    def __init__(self, search: list[Path], choices: dict[str, str]):
+    def __init__(self, search: list[str], choices: dict[str, str]):
         self.search = search
         self.choices = choices
 
-    def find(self, rel: str) -> Path:
+    def find(self, rel: str) -> str:
         for d in self.search:
-            p = d / f"{rel}.yaml"
-            if p.is_file():
+            p = os.path.join(d, rel + ".yaml")
+            if os.path.isfile(p):
                 return p
         raise _Unsupported
 
     def is_group(self, name: str) -> bool:
-        return any((d / name).is_dir() for d in self.search)
+        return any(os.path.isdir(os.path.join(d, name)) for d in self.search)
 
     def expand(self, rel: str) -> list[dict]:
         data = _load(self.find(rel))
@@ -123,7 +132,7 @@ def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Pa
     try:
         # No overrides, no parser: importing Hydra for it is ~70 ms of a fresh process.
         parsed = _overrides_parser().parse_overrides(overrides) if overrides else []
-        search = [config_dir] if config_dir == bundled else [config_dir, bundled]
+        search = [str(config_dir)] if config_dir == bundled else [str(config_dir), str(bundled)]
         composer = _Composer(search, {})
         values: list[tuple[Any, str, Any]] = []
         for o in parsed:

@@ -10,16 +10,18 @@ process, alternating within each round:
                 learn params and MACs without archc.
   ref (meta)    the same on the meta device (informational: a tighter bound).
   cost()        archdsl.cost(preset) end to end — config compose, validate,
-                parse, elaborate, report — with the parse cache cleared. The
+                parse, elaborate, report — with every in-process cache
+                emptied (archdsl.caches.forget), as in a new process. The
                 on-disk parse cache is turned off for the whole run
                 (ARCHDSL_NO_CACHE=1), so "cold" always means lark parsing
                 every file (bench/load_vs_timm.py shows the cache's effect).
-  parse+elab    load_program(find_recipe(recipe)) with the parse cache cleared,
+  parse+elab    load_program(find_recipe(recipe)) with the caches emptied,
                 elaborate, report: parsing included, config compose left out.
   once parsed   elaborate + report (totals and roofline, what a sweep's row
                 holds) on an already-parsed program, for a config never
-                elaborated before (the block memo emptied first): the
-                per-config cost of a sweep.
+                elaborated before (everything elaborated earlier in the
+                process forgotten first: block bodies, validated op
+                attributes, layer costs): the per-config cost of a sweep.
   repeat        the same with the block memo kept from the previous call
                 (informational: a config whose blocks were all seen before).
 
@@ -58,10 +60,11 @@ def archc_fns(preset: str):
     """(end-to-end cost(), parse+elaborate+report, elaborate+report) callables, and the report."""
     import archdsl
     from archdsl import program as P
-    from archdsl.config import compose, validate
     from archdsl.build import costs
+    from archdsl.caches import forget
+    from archdsl.config import compose, validate
     from archdsl.cost import report
-    from archdsl.elaborate import elaborate, forget_blocks
+    from archdsl.elaborate import elaborate
 
     data, name, config_dir = compose(preset)
     cfg = validate(data, name)
@@ -69,11 +72,11 @@ def archc_fns(preset: str):
     hw = cfg.hardware_list()
 
     def end_to_end():
-        P._CACHE.clear()
+        forget()  # as in a new process: nothing read or elaborated yet
         return archdsl.cost(preset)
 
     def parse_elab_report():
-        P._CACHE.clear()
+        forget()
         prog = P.load_program(P.find_recipe(cfg.recipe, roots), roots)
         return report(elaborate(prog, cfg.params, cfg.network), cfg.name, cfg.dtype, hw)
 
@@ -85,7 +88,7 @@ def archc_fns(preset: str):
         return rep
 
     def once_parsed():
-        forget_blocks()
+        forget("elaborated")  # the files stay parsed; nothing of this config is known
         return repeat()
 
     return end_to_end, parse_elab_report, once_parsed, repeat, once_parsed()
@@ -162,8 +165,9 @@ def stage_breakdown(preset: str, rounds: int) -> dict:
     from archdsl import ir
     from archdsl import program as P
     from archdsl.config import compose, validate
+    from archdsl.caches import forget
     from archdsl.cost import report
-    from archdsl.elaborate import elaborate, forget_blocks
+    from archdsl.elaborate import elaborate
 
     data, name, config_dir = compose(preset)
     cfg = validate(data, name)
@@ -174,15 +178,16 @@ def stage_breakdown(preset: str, rounds: int) -> dict:
     hw = cfg.hardware_list()
 
     def parse_cold():
-        P._CACHE.clear()
+        forget("read")
         return P.load_program(P.find_recipe(cfg.recipe, roots), roots)
 
-    stages = {"compose (archdsl.config.compose)": lambda: compose(preset),
+    # Each stage as a new process runs it: what it reads or elaborates is forgotten first.
+    stages = {"compose (archdsl.config.compose)": lambda: (forget("read"), compose(preset))[1],
               "pydantic validate": lambda: validate(data, name),
               "find_recipe + load_program (cold parse cache)": parse_cold,
               # a new config each time: the block memo (and the costs kept on its bodies) emptied
-              "elaborate": lambda: (forget_blocks(), elaborate(program, cfg.params, cfg.network))[1],
-              "elaborate + report": lambda: (forget_blocks(), report(elaborate(program, cfg.params, cfg.network),
+              "elaborate": lambda: (forget("elaborated"), elaborate(program, cfg.params, cfg.network))[1],
+              "elaborate + report": lambda: (forget("elaborated"), report(elaborate(program, cfg.params, cfg.network),
                                                                      cfg.name, cfg.dtype, hw).total)[1]}
     n = {k: inner_count(f, 0.05, 1, 200) for k, f in stages.items()}
     t = C.interleave({k: (lambda f=f, k=k: C.timed_loop(f, n[k])) for k, f in stages.items()}, rounds, warmup=1)

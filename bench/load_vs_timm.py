@@ -2,9 +2,10 @@
 
 Side by side in one process, rotating the order every round:
 
-  load (cold)   archdsl.load(preset) with the in-process caches emptied
-                (parsed files, elaborated blocks; untimed) and the on-disk
-                parse cache (archdsl.astcache) warm: the first
+  load (cold)   archdsl.load(preset) with every in-process cache emptied
+                (archdsl.caches.forget: parsed files, composed configs,
+                validated op attributes, elaborated blocks; untimed) and the
+                on-disk parse cache (archdsl.parsecache) warm: the first
                 load in a process on a machine that has loaded this recipe
                 before, the typical case (config compose, reading the stored
                 syntax trees, elaborate, build).
@@ -49,17 +50,12 @@ CACHE_ENV = "ARCHDSL_CACHE_DIR"
 
 def bench_preset(preset: str, rounds: int) -> dict:
     import archdsl
-    from archdsl import elaborate
-    from archdsl import program as P
+    from archdsl.caches import forget
 
     compiled = archdsl.compile(preset)
-
-    def forget():
-        # What a new process has not got: files parsed in this one, block
-        # bodies elaborated in this one. (Untimed: a new process has nothing
-        # to free either.)
-        P._CACHE.clear()
-        elaborate.forget_blocks()
+    # forget(): what a new process has not got, every in-process cache
+    # (files parsed and configs composed in this one, op attributes validated,
+    # blocks elaborated). Untimed: a new process has nothing to free either.
 
     def cold():
         return archdsl.load(preset)

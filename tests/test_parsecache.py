@@ -1,12 +1,13 @@
-"""The on-disk parse cache: stored trees equal fresh parses, locations survive,
-bad entries and unusable folders fall back to parsing, the switch turns it off."""
+"""The on-disk parse cache: stored trees and config data equal fresh parses,
+locations survive, bad entries and unusable folders fall back to parsing, the
+switch turns it off."""
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from archdsl import astcache, astdata, parser, program
+from archdsl import parsecache, astdata, parser, program
 from archdsl.elaborate import elaborate
 from archdsl.errors import SOURCES, ArchError
 from archdsl.resources import blocks_dir, recipes_dir
@@ -33,8 +34,8 @@ def entries(folder: Path) -> list[Path]:
 
 def test_the_tests_never_use_the_real_cache():
     assert "ARCHDSL_CACHE_DIR" in os.environ
-    assert astcache.cache_dir() == Path(os.environ["ARCHDSL_CACHE_DIR"])
-    assert not str(astcache.cache_dir()).startswith(str(Path.home() / ".cache"))
+    assert parsecache.cache_dir() == Path(os.environ["ARCHDSL_CACHE_DIR"])
+    assert not str(parsecache.cache_dir()).startswith(str(Path.home() / ".cache"))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -47,17 +48,17 @@ def test_plain_data_round_trip_equals_a_fresh_parse(spec):
 
 
 def test_second_parse_reads_the_cache(cache, monkeypatch):
-    fresh = {str(p): astcache.parse_file(p) for p in SPECS}
+    fresh = {str(p): parsecache.parse_file(p) for p in SPECS}
     assert len(entries(cache)) == len({p.read_text() for p in SPECS})
     monkeypatch.setattr(parser, "parse_text", lambda *a: pytest.fail("parsed instead of reading the cache"))
     for p in SPECS:
-        assert comparable(astcache.parse_file(p)) == comparable(fresh[str(p)])
+        assert comparable(parsecache.parse_file(p)) == comparable(fresh[str(p)])
 
 
 def test_errors_from_a_cached_file_name_file_line_column_and_quote_the_line(cache, tmp_path, monkeypatch):
     spec = tmp_path / "net.arch"
     spec.write_text("network n(res = 8) {\n  input(4, res, res)\n  stage { conv(widht, 3) }\n}\n")
-    astcache.parse_file(spec)  # stored
+    parsecache.parse_file(spec)  # stored
     SOURCES.clear()
     program._CACHE.clear()
     monkeypatch.setattr(parser, "parse_text", lambda *a: pytest.fail("parsed instead of reading the cache"))
@@ -74,8 +75,8 @@ def test_same_text_elsewhere_is_located_in_its_own_file(cache, tmp_path):
     text = "block b(x) {\n  conv(x, 3)\n}\n"
     (tmp_path / "a.arch").write_text(text)
     (tmp_path / "b.arch").write_text(text)
-    astcache.parse_file(tmp_path / "a.arch")
-    src = astcache.parse_file(tmp_path / "b.arch")
+    parsecache.parse_file(tmp_path / "a.arch")
+    src = parsecache.parse_file(tmp_path / "b.arch")
     assert len(entries(cache)) == 1
     assert src.definitions[0].body[0].loc == type(src.definitions[0].loc)(str(tmp_path / "b.arch"), 2, 3)
 
@@ -83,32 +84,32 @@ def test_same_text_elsewhere_is_located_in_its_own_file(cache, tmp_path):
 def test_an_edit_misses(cache, tmp_path):
     spec = tmp_path / "b.arch"
     spec.write_text("block b(x) { conv(x, 3) }\n")
-    astcache.parse_file(spec)
+    parsecache.parse_file(spec)
     spec.write_text("block b(x) { conv(x, 5) }\n")
-    assert astcache.parse_file(spec).definitions[0].body[0].args[1].value.value == 5
+    assert parsecache.parse_file(spec).definitions[0].body[0].args[1].value.value == 5
     assert len(entries(cache)) == 2
 
 
 @pytest.mark.parametrize("content", [
-    b"", b"{not json", b"\xff\xfe", b"[]", b'{"archdsl_ast": 999, "items": []}',
-    b'{"archdsl_ast": 1, "items": 3}',
-    b'{"archdsl_ast": 1, "items": [["Loc", 1, 1, "f", 1, 1]]}',          # not a node class
-    b'{"archdsl_ast": 1, "items": [["Popen", 1, 1, "rm -rf /"]]}',      # not an archdsl.ast class
-    b'{"archdsl_ast": 1, "items": [["Name", 1, 1, "x"]]}',               # an expression at top level
-    b'{"archdsl_ast": 1, "items": [["Use", 1, 1, 42]]}',                 # wrong field type
-    b'{"archdsl_ast": 1, "items": [["Use", "1", 1, "x"]]}',              # bad location
-    b'{"archdsl_ast": 1, "items": [["Use", 1, 1]]}',                     # missing field
-    b'{"archdsl_ast": 1, "items": [["Definition", 1, 1, "block", "b", [], [["Use", 1, 1, "x"]]]]}',
+    b"", b"{not json", b"\xff\xfe", b"[]", b'{"archdsl_ast": 999, "payload": []}',
+    b'{"archdsl_ast": FORMAT, "payload": 3}',
+    b'{"archdsl_ast": FORMAT, "payload": [["Loc", 1, 1, "f", 1, 1]]}',          # not a node class
+    b'{"archdsl_ast": FORMAT, "payload": [["Popen", 1, 1, "rm -rf /"]]}',      # not an archdsl.ast class
+    b'{"archdsl_ast": FORMAT, "payload": [["Name", 1, 1, "x"]]}',               # an expression at top level
+    b'{"archdsl_ast": FORMAT, "payload": [["Use", 1, 1, 42]]}',                 # wrong field type
+    b'{"archdsl_ast": FORMAT, "payload": [["Use", "1", 1, "x"]]}',              # bad location
+    b'{"archdsl_ast": FORMAT, "payload": [["Use", 1, 1]]}',                     # missing field
+    b'{"archdsl_ast": FORMAT, "payload": [["Definition", 1, 1, "block", "b", [], [["Use", 1, 1, "x"]]]]}',
 ])
 def test_a_corrupt_entry_falls_back_to_parsing_and_is_replaced(cache, tmp_path, content):
     spec = tmp_path / "b.arch"
     spec.write_text('use "se"\nblock b(x) {\n  conv(x, 3)\n}\n')
     expected = parser.parse_file(spec)
-    entry = astcache.entry_path(spec.read_text())
+    entry = parsecache.entry_path(spec.read_text())
     entry.parent.mkdir(parents=True)
-    entry.write_bytes(content)
-    assert comparable(astcache.parse_file(spec)) == comparable(expected)
-    assert json.loads(entry.read_bytes())["archdsl_ast"] == astcache.FORMAT  # rewritten
+    entry.write_bytes(content.replace(b"FORMAT", str(parsecache.FORMAT).encode()))
+    assert comparable(parsecache.parse_file(spec)) == comparable(expected)
+    assert json.loads(entry.read_bytes())["archdsl_ast"] == parsecache.FORMAT  # rewritten
 
 
 def test_decoding_checks_field_types():
@@ -125,16 +126,16 @@ def test_an_unusable_folder_falls_back_silently(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(blocker))  # cannot hold a folder
     spec = SPECS[0]
-    assert comparable(astcache.parse_file(spec)) == comparable(parser.parse_file(spec))
+    assert comparable(parsecache.parse_file(spec)) == comparable(parser.parse_file(spec))
 
 
 def test_the_switch_turns_it_off(cache, monkeypatch):
     monkeypatch.setenv("ARCHDSL_NO_CACHE", "1")
-    assert astcache.cache_dir() is None and astcache.entry_path("x") is None
-    astcache.parse_file(SPECS[0])
+    assert parsecache.cache_dir() is None and parsecache.entry_path("x") is None
+    parsecache.parse_file(SPECS[0])
     assert entries(cache) == [] and not cache.exists()
     monkeypatch.setenv("ARCHDSL_NO_CACHE", "0")
-    astcache.parse_file(SPECS[0])
+    parsecache.parse_file(SPECS[0])
     assert len(entries(cache)) == 1
 
 
@@ -142,12 +143,12 @@ def test_where_the_cache_lives(tmp_path, monkeypatch):
     monkeypatch.delenv("ARCHDSL_NO_CACHE", raising=False)
     monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(tmp_path / "x"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert astcache.cache_dir() == tmp_path / "x"
+    assert parsecache.cache_dir() == tmp_path / "x"
     monkeypatch.delenv("ARCHDSL_CACHE_DIR")
-    assert astcache.cache_dir() == tmp_path / "xdg" / "archdsl"
+    assert parsecache.cache_dir() == tmp_path / "xdg" / "archdsl"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert astcache.cache_dir() == tmp_path / "home" / ".cache" / "archdsl"
+    assert parsecache.cache_dir() == tmp_path / "home" / ".cache" / "archdsl"
 
 
 def test_the_parser_tables_live_in_the_users_cache_folder(cache, tmp_path, monkeypatch):
@@ -159,3 +160,62 @@ def test_the_parser_tables_live_in_the_users_cache_folder(cache, tmp_path, monke
     blocker.write_text("")
     monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(blocker))  # cannot hold a folder: no table cache
     assert parser._tables_file() is False
+
+
+# ---------------------------------------------------------------- config YAML
+def yaml_entries(folder: Path) -> list[Path]:
+    return sorted((folder / "yaml").glob("*.json")) if (folder / "yaml").is_dir() else []
+
+
+def test_stored_config_data_equals_a_fresh_yaml_load_and_is_read_back(cache, monkeypatch):
+    from archdsl import quick_compose
+    from archdsl.resources import conf_dir
+
+    files = sorted(conf_dir().rglob("*.yaml"))
+    fresh = {f: quick_compose._parse_yaml(f.read_text()) for f in files}
+    assert [parsecache.yaml_data(f.read_text(), quick_compose._parse_yaml) for f in files] == list(fresh.values())
+    assert len(yaml_entries(cache)) == len({f.read_text() for f in files})
+    monkeypatch.setattr(quick_compose, "_parse_yaml", lambda text: pytest.fail("loaded instead of reading"))
+    for f in files:
+        back = parsecache.yaml_data(f.read_text(), quick_compose._parse_yaml)
+        assert back == fresh[f] and repr(back) == repr(fresh[f])  # 1 stays 1, 1.0 stays 1.0
+
+
+def test_a_composed_config_is_the_same_from_the_cache(cache):
+    import archdsl
+    from archdsl.caches import forget
+
+    forget()  # configs composed by earlier tests are remembered in-process
+    first = archdsl.compile("regnety_8gf", ["params.wm=2.5"]).config
+    assert yaml_entries(cache)
+    forget()
+    assert archdsl.compile("regnety_8gf", ["params.wm=2.5"]).config == first
+
+
+def test_yaml_data_json_cannot_hold_exactly_is_loaded_every_time(cache):
+    calls = []
+
+    def load(text):
+        calls.append(text)
+        return {1: "int key", "d": [1.5, None, True]}
+    assert parsecache.yaml_data("1: int key", load) == {1: "int key", "d": [1.5, None, True]}
+    assert parsecache.yaml_data("1: int key", load) == {1: "int key", "d": [1.5, None, True]}
+    assert len(calls) == 2 and yaml_entries(cache) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b"[]", b'{"archdsl_yaml": 999, "payload": {"value": 1}}',
+                                     b'{"archdsl_yaml": FORMAT, "payload": 7}'])
+def test_a_corrupt_yaml_entry_falls_back_to_loading(cache, content):
+    text = "recipe: resnet\nparams: {depth: 50}\n"
+    parsecache.yaml_data(text, lambda t: {"recipe": "resnet", "params": {"depth": 50}})
+    (entry,) = yaml_entries(cache)
+    entry.write_bytes(content.replace(b"FORMAT", str(parsecache.FORMAT).encode()))
+    assert parsecache.yaml_data(text, lambda t: {"reloaded": True}) == {"reloaded": True}
+
+
+def test_the_switch_turns_the_yaml_cache_off_too(cache, monkeypatch):
+    monkeypatch.setenv("ARCHDSL_NO_CACHE", "1")
+    calls = []
+    for _ in range(2):
+        parsecache.yaml_data("a: 1", lambda t: calls.append(t) or {"a": 1})
+    assert len(calls) == 2 and not cache.exists()
