@@ -48,6 +48,15 @@ GOAL_RATIO = 1.0
 CACHE_ENV = "ARCHDSL_CACHE_DIR"
 
 
+def rounds_for(preset: str, base: int, budget_s: float) -> int:
+    """`base` rounds, more (up to 5x) for a model quick to build: a small
+    model's ratio is a few percent from 1, about its run-to-run spread, so
+    its median needs more samples; the big ones get `base`."""
+    one_round = len(("cold", "first ever", "warm", "module()", "reference")) * C.timed(
+        lambda: C.build_reference(preset))
+    return max(base, min(5 * base, int(budget_s / max(one_round, 1e-6))))
+
+
 def bench_preset(preset: str, rounds: int) -> dict:
     import archdsl
     from archdsl.caches import forget
@@ -80,7 +89,7 @@ def bench_preset(preset: str, rounds: int) -> dict:
     faults = {k: v[warm_up_calls:] for k, v in faults.items()}
     ours, ref = compiled.module(), C.build_reference(preset)
     return {
-        "preset": preset, "reference": C.reference_label(preset),
+        "preset": preset, "reference": C.reference_label(preset), "rounds": rounds,
         "times_s": {k: C.summary(v) for k, v in t.items()}, "raw_s": t,
         "ratio_cold": C.paired_ratio(t["load (cold)"], t["reference"]),
         "ratio_first": C.paired_ratio(t["first ever"], t["reference"]),
@@ -97,7 +106,7 @@ def main(argv=None) -> int:
     C.set_threads(args.threads)
     env = C.environment()  # at the start: the commit measured
     presets, missing = C.select_presets(args.presets, C.DEFAULT_PRESETS)
-    rounds = 3 if args.quick else 7
+    rounds, budget_s = (3, 0.6) if args.quick else (7, 3.0)
     # A private on-disk parse cache for the run, warmed by the warm-up round.
     os.environ.pop("ARCHDSL_NO_CACHE", None)
     os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="archdsl-bench-cache-")
@@ -109,7 +118,7 @@ def main(argv=None) -> int:
     C.build_reference("resnet18")
 
     try:
-        rows, errors, skipped = C.measure_each(presets, lambda p: [bench_preset(p, rounds)])
+        rows, errors, skipped = C.measure_each(presets, lambda p: [bench_preset(p, rounds_for(p, rounds, budget_s))])
     finally:
         shutil.rmtree(os.environ[CACHE_ENV], ignore_errors=True)
 
@@ -119,10 +128,10 @@ def main(argv=None) -> int:
     t = lambda r, k: C.fmt_time(r["times_s"][k]["median"])  # noqa: E731
     q = lambda d: f"{d['median']:.2f} [{d['p25']:.2f}, {d['p75']:.2f}]"  # noqa: E731
     table = C.markdown_table(
-        ["preset", "reference", "load (cold)", "first ever", "load (warm)", "module()", "reference time",
+        ["preset", "reference", "rounds", "load (cold)", "first ever", "load (warm)", "module()", "reference time",
          "archc/ref cold [p25, p75]", "archc/ref first ever", "archc/ref warm", "module()/ref",
          "page faults cold / ref", "params equal", "goal <= 1.0"],
-        [[r["preset"], r["reference"], t(r, "load (cold)"), t(r, "first ever"), t(r, "load (warm)"),
+        [[r["preset"], r["reference"], r["rounds"], t(r, "load (cold)"), t(r, "first ever"), t(r, "load (warm)"),
           t(r, "module()"), t(r, "reference"), q(r["ratio_cold"]), C.fmt_ratio(r["ratio_first"]["median"]),
           C.fmt_ratio(r["ratio_warm"]["median"]),
           C.fmt_ratio(r["ratio_module"]["median"]),
@@ -136,15 +145,17 @@ def main(argv=None) -> int:
             "worst_preset": worst and worst["preset"], "worst_ratio": worst and worst["ratio_cold"]["median"],
             "failing": failing, "pass": (not failing) if rows else None}
     md = ["# archdsl.load vs timm.create_model\n", C.env_markdown(env, sys.argv), "",
-          f"Medians over {rounds} rounds (after 1 warm-up round), order rotated each round; ratios are "
+          f"Medians over {rounds} rounds or more (up to {5 * rounds} for models quick to build: the rounds "
+          "column; after 1 warm-up round), order rotated each round; ratios are "
           "medians of per-round ratios (p25, p75 in brackets). CPU, default init, no weights loaded.", "",
           "Each timed call starts from a trimmed heap (freed pages returned to the OS"
           + ("" if C.HEAP_TRIM_AVAILABLE else "; not available here: not glibc, so not done")
           + "), so both sides pay their new tensors' page faults as in a new process; the page-fault "
           "column shows the median per call.", "",
-          "load (cold): in-process caches (parsed files, elaborated blocks) emptied untimed, on-disk parse "
+          "load (cold): every in-process cache (parsed files, composed configs, validated op attributes, "
+          "elaborated blocks) emptied untimed, on-disk parse "
           "cache warm (a process loading a recipe this machine has loaded before: the typical case; the goal is judged on it). "
-          "first ever: both caches empty (lark parses every file, the on-disk cache is written). "
+          "first ever: both caches empty (lark and PyYAML parse every file, the on-disk cache is written). "
           "load (warm): the program already parsed in this process. module(): the torch build alone.", "",
           table, "", "## Goal", "",
           C.markdown_table(["goal", "measured", "verdict"], [[
