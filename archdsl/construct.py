@@ -214,6 +214,172 @@ def _snapshot(m: nn.Module) -> _Snapshot | None:
     return _Snapshot(m, _unchanged_subclass(cls, CONSTANT_INIT))
 
 
+# ---------------------------------------------------------------- new arguments
+# A layer with arguments the build has not seen yet is still a near copy of
+# its class built with other sizes: what the constructor sets from the
+# arguments is a few plain attributes and the tensors' shapes. For the plain
+# integer arguments of convolutions and batch norms (most layers, e.g.
+# ghostnet_100's 95 convs in 61 configurations) `_derive` makes it from a
+# template of its class, skipping the constructor's ~25 us of Python.
+# The rules below state what torch's constructors set; each is checked
+# against the constructor itself once per process (the second configuration
+# of a class is built both ways and compared) before it is used, so a torch
+# that sets something else just falls back to its constructor.
+Fields = tuple[dict, dict]  # (plain attributes, {tensor name: shape or None})
+
+
+def _conv_fields(args: tuple, kwargs: dict) -> Fields | None:
+    """What Conv2d(in, out, k, stride=, padding=, dilation=, groups=, bias=) sets, all integers."""
+    if len(args) != 3 or not kwargs.keys() <= {"stride", "padding", "dilation", "groups", "bias"}:
+        return None
+    cin, cout, k = args
+    s, p, d, g = (kwargs.get(n, v) for n, v in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)))
+    bias = kwargs.get("bias", True)
+    if not all(type(v) is int for v in (cin, cout, k, s, p, d, g)) or type(bias) is not bool \
+            or min(cin, cout, k, s, d, g) <= 0 or p < 0 or cin % g or cout % g:
+        return None  # unusual arguments: the constructor handles (or rejects) them
+    plain = {"in_channels": cin, "out_channels": cout, "kernel_size": (k, k), "stride": (s, s),
+             "padding": (p, p), "dilation": (d, d), "transposed": False, "output_padding": (0, 0),
+             "groups": g, "padding_mode": "zeros", "_reversed_padding_repeated_twice": (p, p, p, p)}
+    return plain, {"weight": (cout, cin // g, k, k), "bias": (cout,) if bias else None}
+
+
+def _bn_fields(args: tuple, kwargs: dict) -> Fields | None:
+    """What BatchNorm2d(n, eps=, momentum=) sets."""
+    if len(args) != 1 or not kwargs.keys() <= {"eps", "momentum"}:
+        return None
+    n, eps, momentum = args[0], kwargs.get("eps", 1e-5), kwargs.get("momentum", 0.1)
+    if type(n) is not int or n <= 0 or type(eps) is not float or type(momentum) is not float:
+        return None
+    plain = {"num_features": n, "eps": eps, "momentum": momentum, "affine": True, "track_running_stats": True}
+    return plain, {"weight": (n,), "bias": (n,), "running_mean": (n,), "running_var": (n,),
+                   "num_batches_tracked": ()}
+
+
+_RULES = {nn.Conv2d: _conv_fields, nn.BatchNorm2d: _bn_fields}
+
+
+@lru_cache(maxsize=None)
+def _rule_of(cls: type):
+    return next((rule for base, rule in _RULES.items() if _unchanged_subclass(cls, (base,))), None)
+
+
+class _Template:
+    """A class's constructed state with what depends on the arguments left
+    open: plain attributes, hook registries, and per tensor its dtype, device,
+    and its constant initial value (None: drawn by reset_parameters)."""
+
+    def __init__(self, m: nn.Module):
+        state = vars(m)
+        self.plain = {k: v for k, v in state.items() if not isinstance(v, _CONTAINERS)}
+        self.containers = [(k, v.copy()) for k, v in state.items()
+                           if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS]
+        like = next(t for t in (*state["_parameters"].values(), *state["_buffers"].values()) if t is not None)
+        self.dtype, self.device = like.dtype, like.device
+        self.params = [(k, True if t is None else t.requires_grad, self._fill(t))
+                       for k, t in state["_parameters"].items()]
+        self.buffers = [(k, None if t is None else t.dtype, self._fill(t)) for k, t in state["_buffers"].items()]
+        self.constant_init = _unchanged_subclass(type(m), CONSTANT_INIT)
+        self.verified = False
+
+    @staticmethod
+    def _fill(t: torch.Tensor | None) -> float | None:
+        if t is None or t.numel() == 0:
+            return None
+        if t.is_meta:  # no values to keep: any fill makes the same meta tensor
+            return 0.0
+        first = t.reshape(-1)[0]
+        return first.item() if bool((t == first).all()) else None
+
+    def make(self, cls: type, fields: Fields, draw: bool) -> nn.Module | None:
+        """A module of `cls` with `fields`; its random draws made when `draw`."""
+        plain, shapes = fields
+        m = cls.__new__(cls)
+        state = self.plain.copy()
+        state.update(plain)
+        for k, v in self.containers:
+            state[k] = v.copy()
+        tensors = {}
+        for k, _, fill in self.params:
+            shape = shapes.get(k)
+            if shape is None:
+                tensors[k] = None
+            elif not self.constant_init:
+                tensors[k] = torch.empty(shape, dtype=self.dtype, device=self.device)
+            elif fill is None:
+                return None
+            else:
+                tensors[k] = torch.full(shape, fill, dtype=self.dtype, device=self.device)
+        draws = _uniform_draws(cls, tensors) if draw and not self.constant_init else None
+        for k, bound in draws or ():  # reset_parameters' draws, made directly
+            tensors[k].uniform_(-bound, bound)
+        params = {k: None if t is None else nn.Parameter(t, rg) for (k, rg, _), t in zip(self.params,
+                                                                                          tensors.values())}
+        buffers = {}
+        for k, dtype, fill in self.buffers:
+            shape = shapes.get(k)
+            if shape is None or dtype is None or fill is None:
+                return None  # only constant buffers (BN's statistics) are re-made
+            buffers[k] = torch.full(shape, fill, dtype=dtype, device=self.device)
+        state["_parameters"], state["_buffers"] = params, buffers
+        m.__dict__.update(state)
+        if draw and not self.constant_init and draws is None:
+            m.reset_parameters()
+        return m
+
+
+def _same_construction(a: nn.Module, b: nn.Module) -> bool:
+    """Equal plain state (types included) and tensors of equal shape, dtype,
+    device, strides and grad flag: what a template must reproduce."""
+    va, vb = vars(a), vars(b)
+    if va.keys() != vb.keys():
+        return False
+    for k, x in va.items():
+        y = vb[k]
+        if k in _TENSOR_DICTS:
+            if list(x) != list(y):
+                return False
+            for t, u in zip(x.values(), y.values()):
+                if (t is None) != (u is None) or t is not None and (
+                        type(t) is not type(u) or t.shape != u.shape or t.dtype != u.dtype
+                        or t.device != u.device or t.stride() != u.stride() or t.requires_grad != u.requires_grad):
+                    return False
+        elif type(x) is not type(y) or repr(x) != repr(y):
+            return False
+    return True
+
+
+# (class, default dtype, default device) -> its template; None: it cannot be used.
+_TEMPLATES: dict[tuple, _Template | None] = {}
+
+
+def _template_key(cls: type) -> tuple:
+    return cls, torch.get_default_dtype(), torch.get_default_device()
+
+
+def _derive(cls: type, fields: Fields) -> nn.Module | None:
+    """`cls` with `fields` from its checked template; None: build it plainly."""
+    template = _TEMPLATES.get(_template_key(cls))
+    if template is None or not template.verified:
+        return None
+    return template.make(cls, fields, draw=True)
+
+
+def _learn(cls: type, m: nn.Module, fields: Fields) -> None:
+    """After a plain construction: keep the class's template, or check it against `m`."""
+    key = _template_key(cls)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _Template(m) if _copyable_state(m) and (m._parameters or m._buffers) else None
+        return
+    template = _TEMPLATES[key]
+    if template is not None and not template.verified:
+        dry = template.make(cls, fields, draw=False)
+        if dry is not None and _same_construction(dry, m):
+            template.verified = True
+        else:
+            _TEMPLATES[key] = None
+
+
 class Replicator:
     """Makes modules for one build: `make(cls, *args, **kwargs)` is `cls(*args, **kwargs)`.
 
@@ -236,9 +402,16 @@ class Replicator:
             return cls(*args, **kwargs)
         if snapshot is not None and plain_registration():
             return snapshot.replica(cls)
-        m = cls(*args, **kwargs)
-        if key not in self._seen:
-            self._seen[key] = _snapshot(m)
+        if key in self._seen:  # seen, but not replicable
+            return cls(*args, **kwargs)
+        rule = _rule_of(cls)
+        fields = rule(args, kwargs) if rule is not None and plain_registration() else None
+        m = _derive(cls, fields) if fields is not None else None
+        if m is None:
+            m = cls(*args, **kwargs)
+            if fields is not None:
+                _learn(cls, m, fields)
+        self._seen[key] = _snapshot(m)
         return m
 
 

@@ -137,3 +137,85 @@ def test_global_registration_hooks_see_every_module():
     finally:
         handle.remove()
     assert len(seen) == sum(1 for _ in net.modules()) - 1  # every module but the root
+
+
+@pytest.fixture
+def fresh_templates(monkeypatch):
+    """No class templates learnt yet (they are kept per process)."""
+    monkeypatch.setattr(construct, "_TEMPLATES", {})
+
+
+CONV_ARGS = [((8, 16, 3), dict(stride=2, padding=1, dilation=1, groups=1, bias=False)),
+             ((16, 16, 5), dict(stride=1, padding=4, dilation=2, groups=16, bias=True)),
+             ((12, 24, 1), dict(stride=1, padding=0, groups=3, bias=False)),
+             ((6, 4, 7), dict(padding=3)),
+             ((10, 20, 3), dict(bias=True, groups=5))]
+BN_ARGS = [((8,), dict(eps=1e-5, momentum=0.1)), ((24,), dict(eps=1e-3, momentum=0.01)), ((5,), {})]
+
+
+def assert_same_layer(a: nn.Module, b: nn.Module) -> None:
+    assert type(a) is type(b) and repr(a) == repr(b)
+    assert non_tensor_state(a) == non_tensor_state(b)
+    assert {k: repr(v) for k, v in non_tensor_state(a).items()} == {k: repr(v) for k, v in non_tensor_state(b).items()}
+    for d in ("_parameters", "_buffers"):
+        ta, tb = getattr(a, d), getattr(b, d)
+        assert list(ta) == list(tb)
+        for k in ta:
+            assert (ta[k] is None) == (tb[k] is None), k
+            if ta[k] is not None:
+                assert type(ta[k]) is type(tb[k]) and ta[k].requires_grad == tb[k].requires_grad
+                assert ta[k].dtype == tb[k].dtype and ta[k].stride() == tb[k].stride()
+                assert torch.equal(ta[k], tb[k]), k  # seeded alike: the same draws
+
+
+@pytest.mark.parametrize("cls, calls", [(nn.Conv2d, CONV_ARGS), (SamePadConv2d, CONV_ARGS),
+                                        (nn.BatchNorm2d, BN_ARGS)])
+def test_layers_with_new_arguments_equal_their_constructors(cls, calls, fresh_templates, monkeypatch):
+    made = []
+    real = construct._Template.make
+    monkeypatch.setattr(construct._Template, "make",
+                        lambda self, *a, draw: made.append(draw) or real(self, *a, draw=draw))
+    make = construct.Replicator()
+    torch.manual_seed(3)
+    fast = [make(cls, *args, **kwargs) for args, kwargs in calls]
+    torch.manual_seed(3)
+    plain = [cls(*args, **kwargs) for args, kwargs in calls]
+    for a, b in zip(fast, plain, strict=True):
+        assert_same_layer(a, b)
+    # The first is built plainly, the second plainly and checked against the
+    # template (a dry make), the rest are made from it.
+    assert made == [False] + [True] * (len(calls) - 2)
+
+
+def test_a_template_that_disagrees_with_the_constructor_is_dropped(fresh_templates, monkeypatch):
+    def wrong(args, kwargs):
+        plain, shapes = real_rule(args, kwargs)
+        return {**plain, "padding": list(plain["padding"])}, shapes  # a list where torch keeps a tuple
+    real_rule = construct._conv_fields
+    monkeypatch.setattr(construct, "_RULES", {nn.Conv2d: wrong, nn.BatchNorm2d: construct._bn_fields})
+    construct._rule_of.cache_clear()
+    try:
+        make = construct.Replicator()
+        torch.manual_seed(5)
+        fast = [make(nn.Conv2d, *args, **kwargs) for args, kwargs in CONV_ARGS]
+        torch.manual_seed(5)
+        plain = [nn.Conv2d(*args, **kwargs) for args, kwargs in CONV_ARGS]
+        for a, b in zip(fast, plain, strict=True):
+            assert_same_layer(a, b)
+        assert construct._TEMPLATES[construct._template_key(nn.Conv2d)] is None
+    finally:
+        construct._rule_of.cache_clear()
+
+
+def test_unusual_arguments_go_to_the_constructor(fresh_templates):
+    make = construct.Replicator()
+    for args, kwargs in CONV_ARGS[:2]:
+        make(nn.Conv2d, *args, **kwargs)
+    odd = [((4, 8, (3, 1)), {}), ((4, 8, 3), dict(padding="same")), ((4, 8, 3), dict(padding_mode="reflect"))]
+    torch.manual_seed(1)
+    fast = [make(nn.Conv2d, *args, **kwargs) for args, kwargs in odd]
+    torch.manual_seed(1)
+    plain = [nn.Conv2d(*args, **kwargs) for args, kwargs in odd]
+    for a, b in zip(fast, plain, strict=True):
+        assert_same_layer(a, b)
+    assert construct._conv_fields(*odd[0]) is None and construct._conv_fields(*odd[2]) is None
