@@ -110,12 +110,12 @@ def _visit(prog: Program, path: str, stack: list[str], via: A.Use | None, roots:
 
 def find_recipe(name_or_path: str, extra_roots: list[Path] | None = None) -> Path:
     """A recipe given as a path to an .arch file, or as a name under recipes/."""
-    p = Path(name_or_path)
-    if p.suffix == ".arch" and p.is_file():
-        return p.resolve()
+    if name_or_path.endswith(".arch") and os.path.isfile(name_or_path):
+        return Path(os.path.realpath(name_or_path))
+    file = name_or_path if name_or_path.endswith(".arch") else name_or_path + ".arch"
     for r in search_roots(extra_roots):
-        cand = r / "recipes" / (name_or_path if name_or_path.endswith(".arch") else name_or_path + ".arch")
-        if cand.is_file():
-            return cand.resolve()
+        cand = os.path.join(r, "recipes", file)
+        if os.path.isfile(cand):
+            return Path(os.path.realpath(cand))
     raise ArchError(f"no recipe named '{name_or_path}' (looked in "
                     + ", ".join(str(r / "recipes") for r in search_roots(extra_roots)) + ")")
