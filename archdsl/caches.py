@@ -6,7 +6,9 @@ costs), so that a sweep or a second load repeats no work. Each makes its
 dictionary with `process_cache(stage)`, so one call forgets them all:
 benchmarks and tests use `forget()` to time or check a load as a new process
 would run it. (The on-disk parse cache, archdsl.parsecache, outlives the
-process and is not touched here.)
+process and is not touched here; nor are what is keyed by code rather than
+by specs, such as archdsl.construct's per-class templates and op signatures,
+which a new process makes once, as it imports.)
 
 Stages: "read" holds what reading files produced (syntax trees, config
 data); "elaborated" holds what elaborating configs produced.

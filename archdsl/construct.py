@@ -3,7 +3,7 @@
 A small network's build time is mostly Python overhead in torch's module
 constructors (a Conv2d or BatchNorm2d costs ~32 us to make, of which its
 weight initialization is ~5 us; each attribute goes through
-Module.__setattr__'s checks). Two shortcuts, each giving the module a plain
+Module.__setattr__'s checks). Three shortcuts, each giving the module a plain
 constructor would:
 
 - `adopt` / `sequential` register a child straight into `_modules`, which is
@@ -19,8 +19,12 @@ constructor would:
   seeded build gives the same weights either way (tests/test_construct.py).
   torch's parameterless leaves (activations, pools) and empty containers are
   copied from a first instance's state the same way, with nothing to redo.
+- A conv or BN whose arguments the build has not seen is made from its
+  class's template (`_Template`: the state with the argument-dependent
+  attributes and tensor shapes left open), filled in by a stated rule that is
+  checked against the constructor once per process (see "new arguments").
 
-Both fall back to the plain path whenever torch's global registration hooks
+All fall back to the plain path whenever torch's global registration hooks
 are in use (they must see every registration).
 """
 from __future__ import annotations
