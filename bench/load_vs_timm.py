@@ -18,10 +18,14 @@ Side by side in one process, rotating the order every round:
   reference     timm.create_model(name) (torchvision.models.get_model for
                 shufflenet_v2_x*), random init, CPU.
 
-Every timed call starts from a trimmed heap (_common.fresh_heap: freed
-pages go back to the OS first), so each side pays the page faults of its new
-tensors as in a new process, whatever the other left behind; the faults per
-call are shown for both.
+Every timed call starts from a collected, trimmed heap (_common.fresh_heap:
+garbage collected, freed pages given back to the OS first), so each side pays
+the page faults of its new tensors as in a new process, whatever the other
+left behind (the faults per call are shown for both), and the collector's
+passes inside a call are the ones its own allocations cause. What was loaded
+before the run (torch, timm, torchvision) is frozen out of the collector's
+scans (_common.freeze_preloaded), as ~200 ms full collections otherwise
+landed in whichever call crossed the collector's threshold.
 
 Goal: archc / timm <= 1.0, judged on `load (cold)`; `first ever` is shown
 beside it. The on-disk cache lives in a temporary folder for the run (never
@@ -116,6 +120,7 @@ def main(argv=None) -> int:
     if presets:
         archdsl.load(presets[0])
     C.build_reference("resnet18")
+    C.freeze_preloaded()
 
     try:
         rows, errors, skipped = C.measure_each(presets, lambda p: [bench_preset(p, rounds_for(p, rounds, budget_s))])

@@ -168,6 +168,16 @@ def assert_same_layer(a: nn.Module, b: nn.Module) -> None:
                 assert torch.equal(ta[k], tb[k]), k  # seeded alike: the same draws
 
 
+def assert_made_like_constructors(make, cls, calls, seed) -> None:
+    """make(cls, ...) for each call equals cls(...) for it, seeded alike."""
+    torch.manual_seed(seed)
+    fast = [make(cls, *args, **kwargs) for args, kwargs in calls]
+    torch.manual_seed(seed)
+    plain = [cls(*args, **kwargs) for args, kwargs in calls]
+    for a, b in zip(fast, plain, strict=True):
+        assert_same_layer(a, b)
+
+
 @pytest.mark.parametrize("cls, calls", [(nn.Conv2d, CONV_ARGS), (SamePadConv2d, CONV_ARGS),
                                         (nn.BatchNorm2d, BN_ARGS)])
 def test_layers_with_new_arguments_equal_their_constructors(cls, calls, fresh_templates, monkeypatch):
@@ -175,13 +185,7 @@ def test_layers_with_new_arguments_equal_their_constructors(cls, calls, fresh_te
     real = construct._Template.make
     monkeypatch.setattr(construct._Template, "make",
                         lambda self, *a, draw: made.append(draw) or real(self, *a, draw=draw))
-    make = construct.Replicator()
-    torch.manual_seed(3)
-    fast = [make(cls, *args, **kwargs) for args, kwargs in calls]
-    torch.manual_seed(3)
-    plain = [cls(*args, **kwargs) for args, kwargs in calls]
-    for a, b in zip(fast, plain, strict=True):
-        assert_same_layer(a, b)
+    assert_made_like_constructors(construct.Replicator(), cls, calls, seed=3)
     # The first is built plainly, the second plainly and checked against the
     # template (a dry make), the rest are made from it.
     assert made == [False] + [True] * (len(calls) - 2)
@@ -195,13 +199,7 @@ def test_a_template_that_disagrees_with_the_constructor_is_dropped(fresh_templat
     monkeypatch.setattr(construct, "_RULES", {nn.Conv2d: wrong, nn.BatchNorm2d: construct._bn_fields})
     construct._rule_of.cache_clear()
     try:
-        make = construct.Replicator()
-        torch.manual_seed(5)
-        fast = [make(nn.Conv2d, *args, **kwargs) for args, kwargs in CONV_ARGS]
-        torch.manual_seed(5)
-        plain = [nn.Conv2d(*args, **kwargs) for args, kwargs in CONV_ARGS]
-        for a, b in zip(fast, plain, strict=True):
-            assert_same_layer(a, b)
+        assert_made_like_constructors(construct.Replicator(), nn.Conv2d, CONV_ARGS, seed=5)
         assert construct._TEMPLATES[construct._template_key(nn.Conv2d)] is None
     finally:
         construct._rule_of.cache_clear()
@@ -212,10 +210,5 @@ def test_unusual_arguments_go_to_the_constructor(fresh_templates):
     for args, kwargs in CONV_ARGS[:2]:
         make(nn.Conv2d, *args, **kwargs)
     odd = [((4, 8, (3, 1)), {}), ((4, 8, 3), dict(padding="same")), ((4, 8, 3), dict(padding_mode="reflect"))]
-    torch.manual_seed(1)
-    fast = [make(nn.Conv2d, *args, **kwargs) for args, kwargs in odd]
-    torch.manual_seed(1)
-    plain = [nn.Conv2d(*args, **kwargs) for args, kwargs in odd]
-    for a, b in zip(fast, plain, strict=True):
-        assert_same_layer(a, b)
+    assert_made_like_constructors(make, nn.Conv2d, odd, seed=1)
     assert construct._conv_fields(*odd[0]) is None and construct._conv_fields(*odd[2]) is None
