@@ -6,8 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .ast import Loc
 from .cost import DTYPE_BYTES, Hardware
-from .errors import ConfigError
+from .errors import SOURCES, ArchError, ConfigError
 from .quick_compose import quick_compose
 from .resources import conf_dir
 
@@ -97,6 +98,7 @@ def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
     """Hydra's compose API (the reference semantics; also words the errors)."""
     from hydra import compose as compose_api
     from hydra import initialize_config_dir
+    import yaml
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -106,7 +108,22 @@ def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
             cfg = compose_api(config_name=name, overrides=overrides + search_path_override(config_dir))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_first_line(e), override=_guilty(e, overrides)) from None
+    except yaml.YAMLError as e:  # a config file that is not valid YAML (or repeats a key)
+        raise _yaml_error(e) from None
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _yaml_error(e: Exception) -> ArchError:
+    """PyYAML's error located at file:line:col (its marks count from 0), the line quoted."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is None or not mark.name or mark.name.startswith("<"):
+        return ConfigError(f"invalid YAML: {problem}")
+    try:
+        SOURCES[mark.name] = Path(mark.name).read_text()
+    except OSError:
+        pass
+    return ArchError(f"invalid YAML: {problem}", Loc(mark.name, mark.line + 1, mark.column + 1))
 
 
 def _first_line(e: Exception) -> str:

