@@ -1,6 +1,7 @@
 """Hydra configs: locating them, composing them, validating them with pydantic."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,15 +51,17 @@ class ArchConfig(BaseModel):
 
 def locate(config: str | Path) -> tuple[Path, str]:
     """Map `conf/x`, `conf/x.yaml`, an absolute path or a bundled preset name to (dir, name)."""
-    p = Path(config)
-    if p.is_dir() and (p / "config.yaml").is_file():  # an `archc build` output directory
-        return p.resolve(), "config"
-    candidates = [p, p.with_name(p.name + ".yaml")] if p.suffix != ".yaml" else [p]
+    # os.path, not pathlib: this runs on every load, and a bare preset name misses twice.
+    s = str(Path(config))  # normalized: conf/x/ is conf/x
+    if os.path.isfile(os.path.join(s, "config.yaml")):  # an `archc build` output directory
+        return Path(os.path.realpath(s)), "config"
+    candidates = [s, s + ".yaml"] if not s.endswith(".yaml") else [s]
     for c in candidates:
-        if c.is_file():
-            return c.resolve().parent, c.stem
-    bundled = conf_dir() / (p.stem + ".yaml")
-    if len(p.parts) <= 2 and bundled.is_file():  # a bare name, or conf/<name> outside a checkout
+        if os.path.isfile(c):
+            return Path(os.path.realpath(c)).parent, Path(c).stem
+    p = Path(s)
+    bundled = os.path.join(conf_dir(), p.stem + ".yaml")
+    if len(p.parts) <= 2 and os.path.isfile(bundled):  # a bare name, or conf/<name> outside a checkout
         return conf_dir(), p.stem
     presets = sorted(x.stem for x in conf_dir().glob("*.yaml") if x.stem != "base")
     import difflib

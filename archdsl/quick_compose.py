@@ -22,14 +22,16 @@ from omegaconf._utils import get_yaml_loader
 from .caches import process_cache
 from .parsecache import yaml_data
 
-_YAML: dict[str, tuple[float, dict]] = process_cache("read")
+# path -> (mtime, data, whether it may hold an interpolation)
+_YAML: dict[str, tuple[float, dict, bool]] = process_cache("read")
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _load(path: str) -> dict:
+def _load(path: str) -> tuple[dict, bool]:
+    """A config file's data (a copy), and whether it may hold an ${...} interpolation."""
     mtime = os.stat(path).st_mtime
     hit = _YAML.get(path)
     if hit is None or hit[0] != mtime:
@@ -40,9 +42,21 @@ def _load(path: str) -> dict:
         data = yaml_data(text, _parse_yaml) or {}
         if not isinstance(data, dict):
             raise _Unsupported
-        hit = (mtime, data)
+        # (The hydra: section, which only Hydra reads, is left out: see expand.)
+        hit = (mtime, data, any(_interpolates(v) for k, v in data.items() if k != "hydra"))
         _YAML[path] = hit
-    return _copied(hit[1])
+    return _copied(hit[1]), hit[2]
+
+
+def _interpolates(value) -> bool:
+    """Does plain YAML data hold an ${...} interpolation?"""
+    if type(value) is str:
+        return "${" in value
+    if type(value) is dict:
+        return any(_interpolates(k) or _interpolates(v) for k, v in value.items())
+    if type(value) is list:
+        return any(_interpolates(v) for v in value)
+    return False
 
 
 def _parse_yaml(text: str) -> Any:
@@ -87,6 +101,7 @@ class _Composer:
     def __init__(self, search: list[str], choices: dict[str, str]):
         self.search = search
         self.choices = choices
+        self.interpolates = False  # may a file read hold an ${...} interpolation?
 
     def find(self, rel: str) -> str:
         for d in self.search:
@@ -99,7 +114,8 @@ class _Composer:
         return any(os.path.isdir(os.path.join(d, name)) for d in self.search)
 
     def expand(self, rel: str) -> list[dict]:
-        data = _load(self.find(rel))
+        data, interpolates = _load(self.find(rel))
+        self.interpolates |= interpolates
         data.pop("hydra", None)  # output folders: only `archc build` (Hydra itself) uses them
         defaults = data.pop("defaults", [])
         if not defaults:
@@ -168,7 +184,7 @@ def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Pa
             else:
                 values.append((o, key, o.value()))
         parts = composer.expand(name)
-        if "${" in repr(parts) or "${" in repr([v for _, _, v in values]):
+        if composer.interpolates or (values and "${" in repr([v for _, _, v in values])):
             return _with_omegaconf(parts, values)  # interpolations: OmegaConf resolves them
         cfg: dict = {}
         for p in parts:
