@@ -328,12 +328,14 @@ def main(argv=None) -> int:
           f"Medians over {rounds} interleaved round(s); speedup = median of per-round "
           "(reference time / archc time). Reference: build on CPU (default init) + one batch-1 "
           "FlopCounterMode forward (eval, no_grad) at the preset's input size; ref (meta): the same on the "
-          "meta device (informational). cost() and parse+elab+report start from a cleared parse cache, with "
-          "the on-disk parse cache off: every file is parsed by lark.", "",
+          "meta device (informational). cost() and parse+elab+report start with every in-process cache "
+          "emptied (archdsl.caches.forget) and the on-disk parse cache off: lark and PyYAML parse every "
+          "file.", "",
           ref_table, "", "## Per config (archc only)", "",
           f"Medians over {PER_CONFIG_ROUNDS_QUICK if args.quick else PER_CONFIG_ROUNDS} rounds after a warm-up round; 'once parsed' = "
           "elaborate + report (totals and roofline times) on an already-parsed program, for a config not "
-          "elaborated before (block memo emptied); 'repeat' = the same with the memo kept (every block "
+          "elaborated before (all that earlier calls elaborated forgotten: block bodies, validated op "
+          "attributes, layer costs); 'repeat' = the same with the memo kept (every block "
           "seen before). The goal is judged on 'once parsed'.", "", cfg_table, "", "## Goals", "",
           C.markdown_table(["goal", "measured", "verdict"], [
               [goals["speedup_with_parsing"]["goal"] + " — archdsl.cost() (config compose included)",
