@@ -94,19 +94,25 @@ def _tuple_of(inners: tuple[Decoder, ...]) -> Decoder:
 
 def _node_of(base: type) -> Decoder:
     """A node whose class is `base` or one of its subclasses in archdsl.ast."""
+    allowed: dict[str, tuple[type, list[Decoder], int]] = {}  # filled on first use (_NODES is then)
+
     def decode(v, file):
-        if type(v) is not list or not v or type(v[0]) is not str:
-            raise BadData(f"expected a {base.__name__} node")
-        entry = _NODES.get(v[0])
-        if entry is None or not issubclass(entry[0], base):
-            raise BadData(f"'{v[0]}' is not a {base.__name__}")
-        cls, fields = entry
-        if len(v) != 3 + len(fields):
-            raise BadData(f"a {v[0]} node has {len(fields)} fields, got {len(v) - 3}")
+        if not allowed:
+            allowed.update((name, (cls, fields, 3 + len(fields))) for name, (cls, fields) in _NODES.items()
+                           if issubclass(cls, base))
+        try:
+            cls, fields, size = allowed[v[0]]
+        except (KeyError, TypeError, IndexError):  # not a list headed by a class name it allows
+            raise BadData(f"not a {base.__name__} node: {str(v)[:40]}") from None
+        if type(v) is not list or len(v) != size:
+            raise BadData(f"a {v[0]} node has {size - 3} fields, got {len(v) - 3}")
         line, column = v[1], v[2]
         if type(line) is not int or type(column) is not int:
             raise BadData("a location is two integers")
-        return cls(A.Loc(file, line, column), *[d(x, file) for d, x in zip(fields, v[3:])])
+        loc = A.Loc(file, line, column)
+        if size == 4:  # most nodes have one field (names, constants)
+            return cls(loc, fields[0](v[3], file))
+        return cls(loc, *[d(x, file) for d, x in zip(fields, v[3:])])
     return decode
 
 
