@@ -99,9 +99,9 @@ def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> 
 
 def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
     """Hydra's compose API (the reference semantics; also words the errors)."""
+    import yaml
     from hydra import compose as compose_api
     from hydra import initialize_config_dir
-    import yaml
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
