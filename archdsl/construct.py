@@ -142,14 +142,28 @@ def _copyable_state(m: nn.Module) -> bool:
     return True
 
 
+def _split_state(state: dict) -> tuple[dict, list]:
+    """A constructed module's plain attributes, and copies of its containers
+    (hook registries and the like), its tensors left aside."""
+    plain = {k: v for k, v in state.items() if not isinstance(v, _CONTAINERS)}
+    containers = [(k, v.copy()) for k, v in state.items() if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS]
+    return plain, containers
+
+
+def _fresh_state(plain: dict, containers: list) -> dict:
+    """A new module's state from _split_state's parts: containers copied, never shared."""
+    state = plain.copy()
+    for k, v in containers:
+        state[k] = v.copy()
+    return state
+
+
 class _Snapshot:
     """A module's state right after its constructor: what a replica starts from."""
 
     def __init__(self, m: nn.Module, constant_init: bool):
         state = vars(m)
-        self.plain = {k: v for k, v in state.items() if not isinstance(v, _CONTAINERS)}
-        self.containers = [(k, v.copy()) for k, v in state.items()
-                           if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS]
+        self.plain, self.containers = _split_state(state)
         # Constant inits: the initial values (copied now: the module may change
         # later). Otherwise the tensors themselves, for shape, dtype, device and
         # strides only (empty_like).
@@ -162,9 +176,7 @@ class _Snapshot:
 
     def replica(self, cls: type) -> nn.Module:
         m = cls.__new__(cls)
-        state = self.plain.copy()
-        for k, v in self.containers:
-            state[k] = v.copy()
+        state = _fresh_state(self.plain, self.containers)
         make = self.make
         fresh = [(k, None if t is None else make(t), rg) for k, t, rg in self.params]
         if self.uniform is not None:  # the constructor's draws, made directly
@@ -275,9 +287,7 @@ class _Template:
 
     def __init__(self, m: nn.Module):
         state = vars(m)
-        self.plain = {k: v for k, v in state.items() if not isinstance(v, _CONTAINERS)}
-        self.containers = [(k, v.copy()) for k, v in state.items()
-                           if isinstance(v, _CONTAINERS) and k not in _TENSOR_DICTS]
+        self.plain, self.containers = _split_state(state)
         like = next(t for t in (*state["_parameters"].values(), *state["_buffers"].values()) if t is not None)
         self.dtype, self.device = like.dtype, like.device
         self.params = [(k, True if t is None else t.requires_grad, self._fill(t))
@@ -299,10 +309,8 @@ class _Template:
         """A module of `cls` with `fields`; its random draws made when `draw`."""
         plain, shapes = fields
         m = cls.__new__(cls)
-        state = self.plain.copy()
+        state = _fresh_state(self.plain, self.containers)
         state.update(plain)
-        for k, v in self.containers:
-            state[k] = v.copy()
         tensors = {}
         for k, _, fill in self.params:
             shape = shapes.get(k)

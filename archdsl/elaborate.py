@@ -16,8 +16,8 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from . import ast as A
-from .caches import process_cache
 from . import ir
+from .caches import process_cache
 from .errors import ArchError
 from .expr import InputShape, _compile, bind, compiled, in_shape, iterate
 from .ops import REGISTRY, ShapeError

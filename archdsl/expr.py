@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import ast as A
-from .caches import process_cache
 from .builtins import BUILTINS, SpecFailure
+from .caches import process_cache
 from .ops import REGISTRY
 
 Fn = Callable[[Any, dict], Any]  # (elaborator, env) -> value

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from . import ast as A
 from .caches import process_cache
-from .parsecache import parse_file
 from .errors import ArchError
 from .ops import REGISTRY
+from .parsecache import parse_file
 from .resources import root as bundled_root
 
 RESERVED = {"input"}
