@@ -1,7 +1,20 @@
-"""archdsl: a declarative architecture compiler for convolutional networks."""
-from .api import compile, cost, load, parse
-from .deployed import deploy
-from .errors import ArchError, ConfigError
+"""archdsl: a declarative architecture compiler for convolutional networks.
+
+The pipeline, one room per stage; imports flow down this list, never up:
+
+    cli.py          `archc`: the commands (Hydra runs `archc build`)
+    explore/        sweeps, grids, search, scaling, summaries, plots
+    build.py        one build job: compile a config, write its output folder
+    api.py, port.py the Python API (load, cost, parse, compile) and weight porting
+    configs/        Hydra composing and pydantic validation
+    backends/       cost report, rendering, the PyTorch module
+    compiler/       elaboration to the IR, the IR, passes
+    ops/            the op registry: attributes, shape, cost, lowering per op
+    language/       grammar, parser, syntax tree, expressions, programs, errors, caches
+"""
+from archdsl.api import compile, cost, load, parse
+from archdsl.backends.torch.deploy import deploy
+from archdsl.language.errors import ArchError, ConfigError
 
 __all__ = ["ArchError", "ConfigError", "compile", "cost", "deploy", "load", "parse"]
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from .cli import entry
+from archdsl.cli import entry
 
 entry()

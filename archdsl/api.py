@@ -4,15 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ir, passes
-from .ast import SourceFile
-from .config import ArchConfig, compose, validate
-from .cost import Report, report
-from .elaborate import elaborate
-from .errors import ConfigError
-from .lower import Network, build_module
-from .parser import parse_file
-from .program import Program, find_recipe, load_program
+from archdsl.backends.cost import Report, report
+from archdsl.backends.torch.lower import Network, build_module
+from archdsl.compiler import ir, passes
+from archdsl.compiler.elaborate import elaborate
+from archdsl.configs.compose import compose
+from archdsl.configs.schema import ArchConfig, validate
+from archdsl.language.ast import SourceFile
+from archdsl.language.errors import ConfigError
+from archdsl.language.parser import parse_file
+from archdsl.language.program import Program, find_recipe, load_program
 
 
 @dataclass

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from .api import Compiled, compile_config
-from .config import validate
-from .cost import Report
-from .errors import ArchError
-from .render import render
+from archdsl.api import Compiled, compile_config
+from archdsl.backends.cost import Report
+from archdsl.backends.render import render
+from archdsl.configs.schema import validate
+from archdsl.language.errors import ArchError
 
 
 def _write(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ArchError
+from archdsl.language.errors import ArchError
 
 EXIT_USER_ERROR = 2
 
@@ -36,10 +36,10 @@ def cmd_build(argv: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from . import sweep
-    from .build import completed, run_job
-    from .config import locate, open_params, search_path_override
-    from .summary import failed as failed_rows
+    from archdsl.build import completed, run_job
+    from archdsl.configs.compose import locate, open_params, search_path_override
+    from archdsl.explore import sweep
+    from archdsl.explore.summary import failed as failed_rows
 
     config_dir, name = locate(argv[0])
     results: list[dict] = []
@@ -126,7 +126,7 @@ def cmd_sweep(argv: list[str]) -> int:
         extra = [f"hydra.sweep.dir={a.out}"] if a.out else []
         extra += [f"hydra.callbacks.summary.hardware={a.hardware}"] if a.hardware else []
         return cmd_build([a.config, "-m", *a.overrides, *extra])
-    from . import grid
+    from archdsl.explore import grid
 
     out = Path(a.out) if a.out else _default_out("sweeps", a.config)
     rows, notes = grid.run(a.config, a.overrides, out, a.hardware)
@@ -153,7 +153,7 @@ def cmd_search(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.samples < 1 or a.keep < 0:
         p.error("--samples must be >= 1 and --keep >= 0")
-    from . import search
+    from archdsl.explore import search
 
     out = Path(a.out) if a.out else _default_out("searches", a.space)
     rows, stats, notes = search.run(a.space, a.samples, a.keep or None, a.seed, out, a.hardware)
@@ -200,7 +200,7 @@ def cmd_scale(argv: list[str]) -> int:
     r = p.add_argument_group("resnext")
     r.add_argument("--groups", default="1,2,4,8,16,32,64", help="group counts G")
     a = p.parse_args(argv)
-    from . import scale
+    from archdsl.explore import scale
 
     out = Path(a.out) if a.out else _default_out("scaled", a.config)
     try:
@@ -225,7 +225,7 @@ def cmd_cost(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--layers", action="store_true", help="print the per-layer CSV")
     a = p.parse_args(argv)
-    from .api import cost
+    from archdsl.api import cost
 
     rep = cost(a.config, a.overrides)
     if a.json:
@@ -241,7 +241,7 @@ def cmd_check(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="archc check", description="Parse and validate .arch files.")
     p.add_argument("files", nargs="+")
     a = p.parse_args(argv)
-    from .check import check_file
+    from archdsl.compiler.check import check_file
 
     for f in a.files:
         for note in check_file(f):
@@ -253,13 +253,13 @@ def cmd_presets(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="archc presets", description="List the bundled configs.")
     p.add_argument("--table", action="store_true", help="a markdown table of their costs")
     a = p.parse_args(argv)
-    from .resources import conf_dir
+    from archdsl.language.resources import conf_dir
 
     names = sorted(f.stem for f in conf_dir().glob("*.yaml") if f.stem != "base")
     if not a.table:
         print("\n".join(names))
         return 0
-    from .api import compile
+    from archdsl.api import compile
 
     print("| preset | recipe | input | params | GMACs | activations (M) |")
     print("|---|---|---|---:|---:|---:|")

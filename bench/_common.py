@@ -41,7 +41,7 @@ REF_ALIASES = {"regnety_8gf": "regnety_080"}
 
 def available_presets() -> list[str]:
     """The bundled presets present right now (what `archc presets` lists)."""
-    from archdsl.resources import conf_dir
+    from archdsl.language.resources import conf_dir
 
     return sorted(p.stem for p in conf_dir().glob("*.yaml") if p.stem != "base")
 

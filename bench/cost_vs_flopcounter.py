@@ -11,7 +11,7 @@ process, alternating within each round:
   ref (meta)    the same on the meta device (informational: a tighter bound).
   cost()        archdsl.cost(preset) end to end — config compose, validate,
                 parse, elaborate, report — with every in-process cache
-                emptied (archdsl.caches.forget), as in a new process. The
+                emptied (archdsl.language.caches.forget), as in a new process. The
                 on-disk parse cache is turned off for the whole run
                 (ARCHDSL_NO_CACHE=1), so "cold" always means lark parsing
                 every file (bench/load_vs_timm.py shows the cache's effect).
@@ -21,7 +21,7 @@ process, alternating within each round:
                 holds) on an already-parsed program, for a config never
                 elaborated before (everything elaborated earlier in the
                 process forgotten first: block bodies, validated op
-                attributes, layer costs): the per-config cost of a sweep.
+                attributes): the per-config cost of a sweep.
   repeat        the same with the block memo kept from the previous call
                 (informational: a config whose blocks were all seen before).
 
@@ -59,12 +59,13 @@ DEFAULT_PRESETS = [GOAL_PRESET if p == "regnety_080" else p for p in C.DEFAULT_P
 def archc_fns(preset: str):
     """(end-to-end cost(), parse+elaborate+report, elaborate+report) callables, and the report."""
     import archdsl
-    from archdsl import program as P
+    from archdsl.backends.cost import report
     from archdsl.build import costs
-    from archdsl.caches import forget
-    from archdsl.config import compose, validate
-    from archdsl.cost import report
-    from archdsl.elaborate import elaborate
+    from archdsl.compiler.elaborate import elaborate
+    from archdsl.configs.compose import compose
+    from archdsl.configs.schema import validate
+    from archdsl.language import program as P
+    from archdsl.language.caches import forget
 
     data, name, config_dir = compose(preset)
     cfg = validate(data, name)
@@ -162,12 +163,13 @@ def versus_reference(preset: str, rounds: int) -> dict:
 
 def stage_breakdown(preset: str, rounds: int) -> dict:
     """Where archdsl.cost's time goes: each stage timed alone, interleaved, medians."""
-    from archdsl import ir
-    from archdsl import program as P
-    from archdsl.config import compose, validate
-    from archdsl.caches import forget
-    from archdsl.cost import report
-    from archdsl.elaborate import elaborate
+    from archdsl.backends.cost import report
+    from archdsl.compiler import ir
+    from archdsl.compiler.elaborate import elaborate
+    from archdsl.configs.compose import compose
+    from archdsl.configs.schema import validate
+    from archdsl.language import program as P
+    from archdsl.language.caches import forget
 
     data, name, config_dir = compose(preset)
     cfg = validate(data, name)
@@ -182,7 +184,7 @@ def stage_breakdown(preset: str, rounds: int) -> dict:
         return P.load_program(P.find_recipe(cfg.recipe, roots), roots)
 
     # Each stage as a new process runs it: what it reads or elaborates is forgotten first.
-    stages = {"compose (archdsl.config.compose)": lambda: (forget("read"), compose(preset))[1],
+    stages = {"compose (archdsl.configs.compose.compose)": lambda: (forget("read"), compose(preset))[1],
               "pydantic validate": lambda: validate(data, name),
               "find_recipe + load_program (cold parse cache)": parse_cold,
               # a new config each time: the block memo (and the costs kept on its bodies) emptied
@@ -329,13 +331,13 @@ def main(argv=None) -> int:
           "(reference time / archc time). Reference: build on CPU (default init) + one batch-1 "
           "FlopCounterMode forward (eval, no_grad) at the preset's input size; ref (meta): the same on the "
           "meta device (informational). cost() and parse+elab+report start with every in-process cache "
-          "emptied (archdsl.caches.forget) and the on-disk parse cache off: lark and PyYAML parse every "
+          "emptied (archdsl.language.caches.forget) and the on-disk parse cache off: lark and PyYAML parse every "
           "file.", "",
           ref_table, "", "## Per config (archc only)", "",
           f"Medians over {PER_CONFIG_ROUNDS_QUICK if args.quick else PER_CONFIG_ROUNDS} rounds after a warm-up round; 'once parsed' = "
           "elaborate + report (totals and roofline times) on an already-parsed program, for a config not "
           "elaborated before (all that earlier calls elaborated forgotten: block bodies, validated op "
-          "attributes, layer costs); 'repeat' = the same with the memo kept (every block "
+          "attributes); 'repeat' = the same with the memo kept (every block "
           "seen before). The goal is judged on 'once parsed'.", "", cfg_table, "", "## Goals", "",
           C.markdown_table(["goal", "measured", "verdict"], [
               [goals["speedup_with_parsing"]["goal"] + " — archdsl.cost() (config compose included)",

@@ -2,10 +2,10 @@
 
 Part 1, a RegNet grid (regnetx_004 over wm x depth x w0, --points about 2000):
 
-  floor         archdsl.points.Base.evaluate on each point: elaborate + report +
+  floor         archdsl.explore.points.Base.evaluate on each point: elaborate + report +
                 totals and roofline times, the config composed once — what any
                 per-point path must at least pay.
-  grid loop     archdsl.grid.run's loop (the same points parsed from Hydra's
+  grid loop     archdsl.explore.grid.run's loop (the same points parsed from Hydra's
                 override grammar and expanded by its BasicSweeper, one summary
                 row each), as summary.json's meta.seconds records it.
   grid e2e      grid.run end to end: expanding, composing, the loop, writing
@@ -51,8 +51,8 @@ def grid_overrides(points: int) -> list[str]:
 
 
 def part_grid(points: int, rounds: int, tmp: Path) -> dict:
-    from archdsl import grid
-    from archdsl.points import Base
+    from archdsl.explore import grid
+    from archdsl.explore.points import Base
 
     ov = grid_overrides(points)
     jobs = grid.expand(ov)
@@ -105,7 +105,7 @@ def part_hydra(tmp: Path, rounds: int) -> dict:
 
 
 def part_search(samples: int, rounds: int, tmp: Path) -> dict:
-    from archdsl import search
+    from archdsl.explore import search
 
     out = {}
     for space in SPACES:

@@ -22,8 +22,8 @@ def pytest_unconfigure(config):
 def program_of(tmp_path):
     """program_of(text): the Program of an .arch text (written to a temporary
     file), with no elaborated block bodies kept from earlier tests."""
-    from archdsl.elaborate import forget_blocks
-    from archdsl.program import load_program
+    from archdsl.compiler.elaborate import forget_blocks
+    from archdsl.language.program import load_program
 
     def load(text: str, name: str = "spec.arch"):
         f = tmp_path / name

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import archdsl
-from archdsl import ir
-from archdsl.cost import report
-from archdsl.elaborate import elaborate, forget_blocks
-from archdsl.errors import ArchError
-from archdsl.program import load_program
+from archdsl.backends.cost import report
+from archdsl.compiler import ir
+from archdsl.compiler.elaborate import elaborate, forget_blocks
+from archdsl.language.errors import ArchError
+from archdsl.language.program import load_program
 
 SPEC = """
 block unit(c, stride = 1) {
@@ -95,7 +95,7 @@ def test_report_layers_are_named_and_summed_as_without_sharing(program):
 
 def test_shared_bodies_lower_to_separate_modules(program):
     spec = elaborate(program, {})
-    net = archdsl.lower.build_module(spec)
+    net = archdsl.backends.torch.lower.build_module(spec)
     a, b = net.stages[0].blocks[1], net.stages[0].blocks[2]
     assert a is not b and a[0].body[0].weight is not b[0].body[0].weight
     names = [n for n, _ in net.named_modules()]
@@ -113,7 +113,7 @@ def test_the_memo_tells_an_int_from_a_float(program):
 
 def test_deploy_of_a_shared_spec_keeps_weights_apart(program):
     torch.manual_seed(0)
-    net = archdsl.lower.build_module(elaborate(program, {})).eval()
+    net = archdsl.backends.torch.lower.build_module(elaborate(program, {})).eval()
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -1,6 +1,8 @@
-"""archdsl.caches: one call forgets what a process learnt from specs and configs."""
-from archdsl import caches, elaborate, parsecache, program, quick_compose
+"""archdsl.language.caches: one call forgets what a process learnt from specs and configs."""
 from archdsl import api
+from archdsl.compiler import elaborate
+from archdsl.configs import quick_compose
+from archdsl.language import caches, parsecache, program
 
 
 def test_forget_makes_the_next_compile_read_and_elaborate_again(monkeypatch):

@@ -1,14 +1,14 @@
-"""Elaboration runs specs compiled into closures (archdsl.expr, elaborate._body):
+"""Elaboration runs specs compiled into closures (archdsl.language.expr, elaborate._body):
 once per definition, kept on it, with the interpreter's semantics and errors."""
 import gc
 import pickle
 
 import pytest
 
-from archdsl import ir
-from archdsl import program as P
-from archdsl.elaborate import elaborate, forget_blocks
-from archdsl.errors import ArchError
+from archdsl.compiler import ir
+from archdsl.compiler.elaborate import elaborate, forget_blocks
+from archdsl.language import program as P
+from archdsl.language.errors import ArchError
 
 SPEC = """
 block unit(c, stride = 1, k = 3) {

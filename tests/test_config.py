@@ -2,9 +2,9 @@
 
 import pytest
 
-from archdsl.config import hydra_compose, locate, open_params
-from archdsl.quick_compose import quick_compose
-from archdsl.resources import conf_dir
+from archdsl.configs.compose import hydra_compose, locate, open_params
+from archdsl.configs.quick_compose import quick_compose
+from archdsl.language.resources import conf_dir
 
 PRESETS = sorted(f.stem for f in conf_dir().glob("*.yaml") if f.stem != "base")
 OVERRIDE_SETS = [[], ["params.res=128"], ["dtype=bf16", "drop_path_rate=0.1"], ["hardware=standard"],
@@ -60,7 +60,7 @@ def test_the_fast_yaml_loader_reads_as_omegaconfs(text):
     import yaml
     from omegaconf._utils import get_yaml_loader
 
-    from archdsl.quick_compose import _parse_yaml, _yaml_loader
+    from archdsl.configs.quick_compose import _parse_yaml, _yaml_loader
 
     expected = yaml.load(text, Loader=get_yaml_loader())
     assert repr(_parse_yaml(text)) == repr(expected)  # values and their types
@@ -71,7 +71,7 @@ def test_the_fast_yaml_loader_reads_as_omegaconfs(text):
 def test_a_duplicate_key_is_refused_as_omegaconf_refuses_it(tmp_path):
     import yaml
 
-    from archdsl.quick_compose import _parse_yaml
+    from archdsl.configs.quick_compose import _parse_yaml
     with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key"):
         _parse_yaml("params: {res: 1}\nrecipe: a\nrecipe: b\n")
     (tmp_path / "dup.yaml").write_text("defaults: [resnet18, _self_]\nname: a\nname: b\n")

@@ -16,12 +16,12 @@ import torch
 from reference import counted_macs, n_params
 
 import archdsl
-from archdsl.elaborate import elaborate
-from archdsl.lower import build_module
-from archdsl.modules import ParallelSum, Residual
-from archdsl.prepack import PackedConv2d
-from archdsl.prepack import available as prepack_available
-from archdsl.program import load_program
+from archdsl.backends.torch.lower import build_module
+from archdsl.backends.torch.modules import ParallelSum, Residual
+from archdsl.backends.torch.prepack import PackedConv2d
+from archdsl.backends.torch.prepack import available as prepack_available
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language.program import load_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = sorted(p.stem for p in (ROOT / "conf").glob("*.yaml") if p.stem != "base")

@@ -2,10 +2,10 @@
 import pytest
 
 import archdsl
-from archdsl.elaborate import elaborate
-from archdsl.errors import ArchError
-from archdsl.parser import parse_text
-from archdsl.program import load_program
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language.errors import ArchError
+from archdsl.language.parser import parse_text
+from archdsl.language.program import load_program
 
 
 def error_of(tmp_path, body, params=None, extra=""):

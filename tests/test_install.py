@@ -28,7 +28,7 @@ def test_wheel_is_self_contained(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(site))
     work = tmp_path / "elsewhere"
     work.mkdir()
-    r = subprocess.run([sys.executable, "-c", "import archdsl, archdsl.resources as r; "
+    r = subprocess.run([sys.executable, "-c", "import archdsl, archdsl.language.resources as r; "
                         "print(archdsl.__file__); print(r.root())"], cwd=work, env=env,
                        capture_output=True, text=True)
     assert str(site) in r.stdout.splitlines()[0] and "_bundled" in r.stdout.splitlines()[1]

@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from archdsl import ir
-from archdsl.builtins import make_divisible, quantize
-from archdsl.cost import report
-from archdsl.elaborate import elaborate
-from archdsl.errors import ArchError
-from archdsl.lower import build_module
-from archdsl.program import load_program
+from archdsl.backends.cost import report
+from archdsl.backends.torch.lower import build_module
+from archdsl.compiler import ir
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language.builtins import make_divisible, quantize
+from archdsl.language.errors import ArchError
+from archdsl.language.program import load_program
 
 
 def compile_text(tmp_path, text, params=None, name="net.arch"):
@@ -169,7 +169,7 @@ def test_cost_rules_by_hand(tmp_path):
     assert conv.weight_bytes == conv.params * 4
     assert conv.act_bytes == (4 * 64 + 6 * 16) * 4
     hw_macs, hw_bw = 1e9, 1e8
-    from archdsl.cost import Hardware
+    from archdsl.backends.cost import Hardware
     t = report(spec, "t", hardware=[Hardware("x", hw_macs, hw_bw)])
     expect = sum(max(l.macs / hw_macs, l.bytes / hw_bw) for l in t.layers)
     assert math.isclose(t.roofline(t.hardware[0]), expect)

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 import archdsl
-from archdsl.elaborate import elaborate
-from archdsl.lower import build_module
-from archdsl.program import load_program
+from archdsl.backends.torch.lower import build_module
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language.program import load_program
 
 SMALL = """
 use "blocks/se"

@@ -12,12 +12,12 @@ from timm.layers.attention2d import MultiQueryAttention2d
 from timm.models._efficientnet_blocks import MobileAttention, UniversalInvertedResidual
 from torch.utils.flop_counter import FlopCounterMode
 
-from archdsl.cost import report
-from archdsl.elaborate import elaborate
-from archdsl.lower import build_module
+from archdsl.backends.cost import report
+from archdsl.backends.torch.lower import build_module
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language.program import load_program
 from archdsl.ops import REGISTRY, LowerContext
 from archdsl.port import from_reference
-from archdsl.program import load_program
 
 # (channels, H, W, heads, key_dim, value_dim, out, kv_stride, k)
 CASES = [

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from archdsl import parsecache, astdata, parser, program
-from archdsl.elaborate import elaborate
-from archdsl.errors import SOURCES, ArchError
-from archdsl.resources import blocks_dir, recipes_dir
+from archdsl.compiler.elaborate import elaborate
+from archdsl.language import astdata, parsecache, parser, program
+from archdsl.language.errors import SOURCES, ArchError
+from archdsl.language.resources import blocks_dir, recipes_dir
 
 SPECS = sorted(recipes_dir().glob("*.arch")) + sorted(blocks_dir().glob("*.arch"))
 
@@ -168,8 +168,8 @@ def yaml_entries(folder: Path) -> list[Path]:
 
 
 def test_stored_config_data_equals_a_fresh_yaml_load_and_is_read_back(cache, monkeypatch):
-    from archdsl import quick_compose
-    from archdsl.resources import conf_dir
+    from archdsl.configs import quick_compose
+    from archdsl.language.resources import conf_dir
 
     files = sorted(conf_dir().rglob("*.yaml"))
     fresh = {f: quick_compose._parse_yaml(f.read_text()) for f in files}
@@ -183,7 +183,7 @@ def test_stored_config_data_equals_a_fresh_yaml_load_and_is_read_back(cache, mon
 
 def test_a_composed_config_is_the_same_from_the_cache(cache):
     import archdsl
-    from archdsl.caches import forget
+    from archdsl.language.caches import forget
 
     forget()  # configs composed by earlier tests are remembered in-process
     first = archdsl.compile("regnety_8gf", ["params.wm=2.5"]).config

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import archdsl
-from archdsl import scale
-from archdsl.summary import time_key
+from archdsl.explore import scale
+from archdsl.explore.summary import time_key
 
 
 def test_rule_arithmetic():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import archdsl
-from archdsl import search
-from archdsl.estimate import anynet, regnet
-from archdsl.points import Base
-from archdsl.space import Sampler, load_space
+from archdsl.explore import search
+from archdsl.explore.estimate import anynet, regnet
+from archdsl.explore.points import Base
+from archdsl.explore.space import Sampler, load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -153,7 +153,7 @@ def test_cost_only_grid(tmp_path):
 
 def test_cost_only_grid_matches_hydra_jobs(tmp_path):
     """The same overrides give the same points whether Hydra runs jobs or archc evaluates them."""
-    from archdsl import grid
+    from archdsl.explore import grid
 
     jobs = grid.expand(["params.res=32,48", "params.block=basic,bottleneck", "dtype=fp32,fp16"])
     assert len(jobs) == 8 and jobs[1] == ["++params.res=32", "++params.block=basic", "dtype=fp16"]
@@ -170,8 +170,8 @@ def test_cost_only_grid_matches_hydra_jobs(tmp_path):
 
 def test_cost_only_grid_deployed_graph(tmp_path):
     """deploy=true points report the deployed graph, as archc cost does."""
-    from archdsl import grid
     import archdsl
+    from archdsl.explore import grid
 
     got, _ = grid.run("repvgg_a0", ["params.res=32", "deploy=true,false"], tmp_path, quiet=True)
     for g in got:
@@ -193,7 +193,7 @@ def test_cost_only_errors_exit_2(tmp_path, capsys, monkeypatch):
 
 
 def test_pareto_front():
-    from archdsl.summary import pareto
+    from archdsl.explore.summary import pareto
 
     pts = [{"status": "ok", "p": p, "m": m} for p, m in [(1, 1), (2, 3), (2, 2), (3, 3), (4, 5), (0.5, 0.2)]]
     pts.append({"status": "error"})

@@ -5,8 +5,7 @@ from typing import Literal
 
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, register
 
 Fn = Literal["relu", "relu6", "silu", "swish", "gelu", "sigmoid", "hard_sigmoid",
              "hard_swish", "tanh", "identity"]
@@ -32,8 +31,8 @@ def cost(a: ActAttrs, x: Shape, y: Shape) -> Cost:
 
 def lower(a: ActAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     if a.fn in _MODULES:
-        return ctx.make(_MODULES[a.fn], inplace=ctx.inplace_ok)
-    return ctx.make(_NO_INPLACE[a.fn])
+        return _MODULES[a.fn](inplace=ctx.inplace_ok)
+    return _NO_INPLACE[a.fn]()
 
 
 ACT = register(OpDef("act", ActAttrs, shape, cost, lower, "act(fn): " + ", ".join(Fn.__args__)),

@@ -38,8 +38,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
 
 
 class MQAAttrs(Attrs):

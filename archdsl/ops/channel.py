@@ -6,8 +6,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, OpDef, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, OpDef, Shape, ShapeError, register
 
 
 def same(a, x: Shape) -> Shape:

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
 
 
 class ConvAttrs(Attrs):
@@ -73,9 +72,9 @@ class SamePadConv2d(nn.Conv2d):
 
 def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     if a.padding == "same" and not _same_is_symmetric(a):
-        return ctx.make(SamePadConv2d, x[0], a.out, a.k, stride=a.stride, padding=0, dilation=a.dilation,
+        return SamePadConv2d(x[0], a.out, a.k, stride=a.stride, padding=0, dilation=a.dilation,
                         groups=a.groups, bias=a.bias)
-    return ctx.make(nn.Conv2d, x[0], a.out, a.k, stride=a.stride, padding=padding(a),
+    return nn.Conv2d(x[0], a.out, a.k, stride=a.stride, padding=padding(a),
                     dilation=a.dilation, groups=a.groups, bias=a.bias)
 
 

@@ -5,8 +5,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape, numel
-from .registry import Attrs, Cost, LowerContext, OpDef, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, numel, register
 
 
 class LinearAttrs(Attrs):
@@ -31,7 +30,7 @@ class FlatLinear(nn.Linear):
 
 
 def lower(a: LinearAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    return ctx.make(FlatLinear, numel(x), a.out, bias=a.bias)
+    return FlatLinear(numel(x), a.out, bias=a.bias)
 
 
 register(OpDef("linear", LinearAttrs, shape, cost, lower, "linear(out, bias: true)"))

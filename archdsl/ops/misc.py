@@ -5,8 +5,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
 
 
 def same(a, x: Shape) -> Shape:

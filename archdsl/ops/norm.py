@@ -5,8 +5,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, register
 
 
 class BatchNormAttrs(Attrs):
@@ -25,7 +24,7 @@ def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
 
 
 def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    m = ctx.make(nn.BatchNorm2d, x[0], eps=a.eps, momentum=a.momentum)
+    m = nn.BatchNorm2d(x[0], eps=a.eps, momentum=a.momentum)
     if a.zero_init:  # the residual branch this BN ends starts at zero
         with torch.no_grad():
             m.weight.zero_()

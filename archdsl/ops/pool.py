@@ -6,8 +6,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
 
 
 class PoolAttrs(Attrs):
@@ -43,11 +42,11 @@ def no_cost(a, x: Shape, y: Shape) -> Cost:
 
 
 def lower_max(a: PoolAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    return ctx.make(nn.MaxPool2d, a.k, a.stride or a.k, a.padding, ceil_mode=a.ceil_mode)
+    return nn.MaxPool2d(a.k, a.stride or a.k, a.padding, ceil_mode=a.ceil_mode)
 
 
 def lower_avg(a: PoolAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    return ctx.make(nn.AvgPool2d, a.k, a.stride or a.k, a.padding, ceil_mode=a.ceil_mode,
+    return nn.AvgPool2d(a.k, a.stride or a.k, a.padding, ceil_mode=a.ceil_mode,
                     count_include_pad=a.count_include_pad)
 
 
@@ -60,7 +59,7 @@ def global_shape(a: GlobalPoolAttrs, x: Shape) -> Shape:
 
 
 def lower_global(a: GlobalPoolAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
-    return ctx.make(nn.AdaptiveAvgPool2d if a.kind == "avg" else nn.AdaptiveMaxPool2d, 1)
+    return (nn.AdaptiveAvgPool2d if a.kind == "avg" else nn.AdaptiveMaxPool2d)(1)
 
 
 register(OpDef("max_pool", PoolAttrs, shape, no_cost, lower_max,

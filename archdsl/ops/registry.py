@@ -11,8 +11,13 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from ..construct import construct
-from ..ir import Shape
+# A tensor's shape for one sample, (C, H, W): what shape rules take and give.
+Shape = tuple[int, int, int]
+
+
+def numel(shape: Shape) -> int:
+    c, h, w = shape
+    return c * h * w
 
 
 class Attrs(BaseModel):
@@ -39,9 +44,6 @@ class LowerContext:
     # True when the op's input is a tensor no other consumer reads, so an
     # activation may run in place.
     inplace_ok: bool = False
-    # make(cls, *args, **kwargs) builds a module as cls(*args, **kwargs) does;
-    # the torch backend passes one that builds repeats faster (archdsl.construct).
-    make: Callable[..., Any] = construct
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ir import Shape
-from .registry import Attrs, Cost, LowerContext, OpDef, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, register
 
 
 class ScaleAttrs(Attrs):

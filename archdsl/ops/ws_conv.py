@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..ir import Shape
-from . import conv
-from .registry import Cost, LowerContext, OpDef, register
+from archdsl.ops import conv
+from archdsl.ops.registry import Cost, LowerContext, OpDef, Shape, register
 
 
 class WsConvAttrs(conv.ConvAttrs):

@@ -1,0 +1,367 @@
+"""Analytic cost report, read from the IR alone (no module is built).
+
+Convention (also written into every report):
+- params: learnable parameters (conv/linear weights and biases, norm affine);
+  BN running statistics are buffers and are not counted.
+- MACs: multiply-accumulates of conv and linear layers (and attention matmuls);
+  equal to torch.utils.flop_counter.FlopCounterMode's total / 2.
+- FLOPs = 2 × MACs.
+- activations: elements of the output tensors of conv and linear layers
+  (the RegNet paper's definition), per image, including the convs inside an
+  op (mqa's projections).
+- bytes of a layer: its weights + its input activations + its output
+  activations at the chosen dtype; joins (add, multiply, concat) read their
+  inputs and write their output.
+- roofline time of a layer: max(MACs / PeakMACs, bytes / PeakMemBW), summed
+  over layers (MobileNetV4's model).
+- a deployed report ("deployed": true; deploy=true) counts the folded graph
+  that archdsl.deploy builds: BatchNorms folded into the convolutions before
+  them (which gain a bias), sums of linear branches fused into one convolution.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from typing import Iterator
+
+from archdsl.compiler import ir
+from archdsl.ops import REGISTRY
+
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+CONVENTION = __doc__.split("Convention (also written into every report):\n", 1)[1].strip()
+_COUNTS_ACTIVATIONS = {"conv", "ws_conv", "linear"}
+_MOVES_NOTHING = {"identity", "dropout"}
+RIDGE_POINTS = [0, 1, 2, 5, 10, 20, 50, 100, 150, 200, 300, 400, 500]
+
+
+@dataclass
+class Hardware:
+    name: str
+    peak_macs: float  # MAC/s
+    mem_bw: float  # bytes/s
+    note: str = ""
+
+    @property
+    def ridge_point(self) -> float:
+        return self.peak_macs / self.mem_bw
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    in_shape: tuple
+    out_shape: tuple
+    params: int
+    macs: int
+    activations: int
+    weight_bytes: int
+    act_bytes: int
+
+    @property
+    def bytes(self) -> int:
+        return self.weight_bytes + self.act_bytes
+
+    def time(self, hw: Hardware) -> float:
+        return max(self.macs / hw.peak_macs, self.bytes / hw.mem_bw)
+
+
+@dataclass
+class Totals:
+    params: int = 0
+    macs: int = 0
+    activations: int = 0
+    weight_bytes: int = 0
+    act_bytes: int = 0
+
+    def add(self, layer: "Layer | Totals") -> None:
+        self.params += layer.params
+        self.macs += layer.macs
+        self.activations += layer.activations
+        self.weight_bytes += layer.weight_bytes
+        self.act_bytes += layer.act_bytes
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def bytes(self) -> int:
+        return self.weight_bytes + self.act_bytes
+
+    @property
+    def intensity(self) -> float:
+        return self.macs / self.bytes if self.bytes else 0.0
+
+    def as_dict(self) -> dict:
+        return dict(asdict(self), flops=self.flops, bytes=self.bytes,
+                    intensity=round(self.intensity, 4))
+
+
+class Part:
+    """The cost of one subtree: its layers, named relative to it, and one
+    nested Part per block call in it. Equal block calls share their IR body
+    (see ir.Seq.is_block), so a block that repeats is costed once, and a
+    report's sums need no walk over every layer."""
+
+    def __init__(self, items: list):
+        # Layer rows as plain tuples, in Layer's field order (a Layer is made
+        # only when someone reads the layers: a sweep needs the sums), and
+        # (prefix, Part) for each block call.
+        self.items = items
+        params = macs = acts = weight_bytes = act_bytes = 0
+        for it in items:
+            if len(it) == 2:
+                t = it[1].total
+                params += t.params
+                macs += t.macs
+                acts += t.activations
+                weight_bytes += t.weight_bytes
+                act_bytes += t.act_bytes
+            else:
+                params += it[4]
+                macs += it[5]
+                acts += it[6]
+                weight_bytes += it[7]
+                act_bytes += it[8]
+        self.total = Totals(params, macs, acts, weight_bytes, act_bytes)
+        self._times: dict[tuple, list[float]] = {}
+        self._ridge: dict[tuple, list[int]] = {}
+
+    def time(self, hw: Hardware) -> float:
+        return self.times(((hw.peak_macs, hw.mem_bw),))[0]
+
+    def times(self, machines: tuple[tuple[float, float], ...]) -> list[float]:
+        """Roofline seconds on each (peak MACs/s, bytes/s), in one walk."""
+        t = self._times.get(machines)
+        if t is None:  # Layer.time, inlined: this is a sweep's inner loop
+            t = [0.0] * len(machines)
+            for it in self.items:
+                if len(it) != 2:
+                    macs, moved = it[5], it[7] + it[8]
+                    for i, (peak, bw) in enumerate(machines):
+                        compute, move = macs / peak, moved / bw
+                        t[i] += compute if compute > move else move
+                else:
+                    for i, s in enumerate(it[1].times(machines)):
+                        t[i] += s
+            self._times[machines] = t
+        return t
+
+    def ridge(self, points: tuple) -> list[int]:
+        """MAC-equivalents at each ridge point (see Report.ridge_sweep)."""
+        r = self._ridge.get(points)
+        if r is None:
+            r = [0] * len(points)
+            for it in self.items:
+                sub = it[1].ridge(points) if len(it) == 2 else [max(it[5], (it[7] + it[8]) * rp) for rp in points]
+                r = [a + b for a, b in zip(r, sub)]
+            self._ridge[points] = r
+        return r
+
+    def layers(self, prefix: str = "") -> Iterator[Layer]:
+        for it in self.items:
+            if len(it) == 2:
+                yield from it[1].layers(prefix + it[0] + ".")
+            else:
+                yield Layer(prefix + it[0], *it[1:])
+
+
+@dataclass
+class Report:
+    name: str
+    input_shape: tuple
+    dtype: str
+    costed: Part
+    hardware: list[Hardware] = field(default_factory=list)
+    deployed: bool = False
+
+    @cached_property
+    def layers(self) -> list[Layer]:
+        return list(self.costed.layers())
+
+    @property
+    def total(self) -> Totals:
+        return replace(self.costed.total)
+
+    def by_section(self) -> dict[str, Totals]:
+        out: dict[str, Totals] = {}
+        for it in self.costed.items:  # a nested part lies inside one section
+            name, cost = (it[0], it[1].total) if len(it) == 2 else (it[0], Layer(*it))
+            parts = name.split(".")
+            key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
+            out.setdefault(key, Totals()).add(cost)
+        return out
+
+    def roofline(self, hw: Hardware) -> float:
+        return self.costed.time(hw)
+
+    def rooflines(self) -> dict[str, float]:
+        """Roofline seconds on each of the report's hardware presets (one walk for all)."""
+        hws = self.hardware
+        return dict(zip([h.name for h in hws], self.costed.times(tuple((h.peak_macs, h.mem_bw) for h in hws))))
+
+    def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
+        """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
+        return [{"ridge_point": rp, "mac_equivalents": m}
+                for rp, m in zip(points, self.costed.ridge(tuple(points)))]
+
+    # -------------------------------------------------------- renderings
+    def to_dict(self, layers: bool = True) -> dict:
+        d = {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "dtype": self.dtype,
+            "deployed": self.deployed,
+            "convention": CONVENTION,
+            "total": self.total.as_dict(),
+            "sections": {k: v.as_dict() for k, v in self.by_section().items()},
+            "roofline": [{"hardware": hw.name, "peak_macs": hw.peak_macs, "mem_bw": hw.mem_bw,
+                          "ridge_point": round(hw.ridge_point, 3), "seconds": self.roofline(hw)}
+                         for hw in self.hardware],
+            "ridge_sweep": self.ridge_sweep(),
+        }
+        if layers:
+            d["layers"] = [dict(asdict(l), bytes=l.bytes) for l in self.layers]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        hws = self.hardware
+        w.writerow(["name", "kind", "in_shape", "out_shape", "params", "macs", "activations",
+                    "weight_bytes", "act_bytes", "bytes", "intensity"] + [f"time_{h.name}_s" for h in hws])
+        for l in self.layers:
+            w.writerow([l.name, l.kind, "x".join(map(str, l.in_shape)), "x".join(map(str, l.out_shape)),
+                        l.params, l.macs, l.activations, l.weight_bytes, l.act_bytes, l.bytes,
+                        round(l.macs / l.bytes, 4) if l.bytes else 0] + [f"{l.time(h):.3e}" for h in hws])
+        return buf.getvalue()
+
+    def table(self) -> str:
+        """Per-section table for people (markdown, readable in a terminal)."""
+        rows = [("section", "params", "MMACs", "acts (M)", "MB", "MACs/B")]
+        for k, t in list(self.by_section().items()) + [("total", self.total)]:
+            rows.append((k, f"{t.params:,}", f"{t.macs / 1e6:,.1f}", f"{t.activations / 1e6:.2f}",
+                         f"{t.bytes / 1e6:.1f}", f"{t.intensity:.1f}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = []
+        for j, r in enumerate(rows):
+            lines.append("| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                                           for i, c in enumerate(r)) + " |")
+            if j == 0:
+                lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        return "\n".join(lines)
+
+    def roofline_table(self) -> str:
+        lines = ["| hardware | PeakMACs (T/s) | BW (GB/s) | ridge (MACs/B) | time (ms) |",
+                 "|---|---:|---:|---:|---:|"]
+        for hw in self.hardware:
+            lines.append(f"| {hw.name} | {hw.peak_macs / 1e12:.3g} | {hw.mem_bw / 1e9:.3g} | "
+                         f"{hw.ridge_point:.1f} | {self.roofline(hw) * 1e3:.3f} |")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        t = self.total
+        parts = [f"# {self.name}" + (" (deployed graph)" if self.deployed else ""), "",
+                 f"input {'x'.join(map(str, self.input_shape))}, dtype {self.dtype}: "
+                 f"{t.params:,} params, {t.macs / 1e9:.3f} GMACs, {t.activations / 1e6:.2f} M activations, "
+                 f"{t.bytes / 1e6:.1f} MB moved, {t.intensity:.1f} MACs/byte", "",
+                 "## Per section", "", self.table(), ""]
+        if self.hardware:
+            parts += ["## Roofline", "", self.roofline_table(), ""]
+        parts += ["## Counting convention", "", CONVENTION, ""]
+        return "\n".join(parts)
+
+    def summary(self) -> str:
+        t = self.total
+        name = self.name + (" (deployed)" if self.deployed else "")
+        s = (f"{name}: {t.params / 1e6:.3f} M params, {t.macs / 1e9:.3f} GMACs, "
+             f"{t.activations / 1e6:.2f} M activations, {t.bytes / 1e6:.1f} MB ({self.dtype})")
+        if self.hardware:
+            s += "\n  roofline: " + ", ".join(f"{hw.name} {self.roofline(hw) * 1e3:.3f} ms" for hw in self.hardware)
+        return s
+
+
+def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> tuple:
+    moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
+    return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved)
+
+
+def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
+    """The cost row of one IR node (Layer's fields, as a tuple): an op, or the join of a structural node."""
+    if type(node) is ir.Op:
+        return (name, node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes)
+    if isinstance(node, ir.Residual):
+        # with the learnable gain on the body, if any: a scalar or one per channel
+        gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
+        return _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes, gains)
+    if isinstance(node, ir.Parallel):
+        kind = "add" if node.join == "sum" else "concat"
+        return _join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches], node.out_shape, nbytes)
+    if isinstance(node, ir.Split):
+        return _join_layer(name + ".concat", "concat", [b.out_shape for b in node.branches],
+                           node.out_shape, nbytes)
+    if isinstance(node, ir.Gate):
+        return _join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape], node.out_shape, nbytes)
+    return None
+
+
+def _op_cost(node: ir.Op, nbytes: int) -> tuple:
+    """(params, macs, activations, weight bytes, moved bytes) of an op."""
+    c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
+    acts = c.activations if c.activations is not None else (
+        ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
+    io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
+    return c.params, c.macs, acts, c.params * nbytes, io_bytes
+
+
+def _is_block(node: ir.Node) -> bool:
+    return type(node) is ir.Seq and node.is_block
+
+
+def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
+    items: list = []
+    for name, node in nodes:
+        if type(node) is ir.Seq:
+            if node.is_block and node.children:
+                items.append((name, _block_part(node.children, nbytes, dtype)))
+        else:
+            layer = _layer(name, node, nbytes)
+            if layer is not None:
+                items.append(layer)
+    return Part(items)
+
+
+def _block_part(children: list, nbytes: int, dtype: str) -> Part:
+    """A block body's cost; kept on the body (an ir.Body, shared by equal calls)."""
+    done = getattr(children, "costed", None)
+    if done is not None and dtype in done:
+        return done[dtype]
+    nodes = ir.named_children(children, _is_block)
+    part = _part(nodes, nbytes, dtype)
+    if isinstance(children, ir.Body):
+        if done is None:
+            children.costed = done = {}
+        done[dtype] = part
+    return part
+
+
+def costed(spec: ir.Node, dtype: str = "fp32") -> Part:
+    """The cost of `spec`, layer by layer, with block bodies costed once each."""
+    nbytes = DTYPE_BYTES[dtype]
+    if _is_block(spec):  # a block on its own
+        return _block_part(spec.children, nbytes, dtype)
+    return _part(ir.named(spec, "", _is_block), nbytes, dtype)
+
+
+def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
+           deployed: bool = False) -> Report:
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
+    return Report(name, spec.in_shape, dtype, costed(spec, dtype), list(hardware or []), deployed)

@@ -1,0 +1,123 @@
+"""The torch modules the structural IR forms lower to (ops lower themselves)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch per sample while training."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.3f}"
+
+
+class Residual(nn.Module):
+    """shortcut(x) + [gain *] drop_path(body(x))."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None, drop_path: DropPath | None,
+                 gain: float | None = None, shortcut_first: bool = False, gain_channels: int = 0,
+                 body_fresh: bool = False):
+        super().__init__()
+        # The body returns a tensor nothing else holds: outside autograd the
+        # shortcut may be added into it in place (as timm's blocks do).
+        self.body_fresh = body_fresh
+        # A module's own parameters come first in its state dict, as timm's
+        # skipinit_gain (a scalar) and ConvNeXt's gamma (per channel) do.
+        self.gain_init = gain
+        shape = (gain_channels, 1, 1) if gain_channels else ()
+        self.gain = nn.Parameter(torch.empty(shape)) if gain is not None else None
+        if shortcut_first:  # registration order only: state-dict order for ports
+            self.shortcut = shortcut
+        self.body = body
+        self.shortcut = shortcut
+        self.drop_path = drop_path
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.gain is not None:
+            with torch.no_grad():
+                self.gain.fill_(self.gain_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        if self.drop_path is not None:
+            y = self.drop_path(y)
+        fresh = self.body_fresh
+        if self.gain is not None:
+            y, fresh = y * self.gain, True
+        s = x if self.shortcut is None else self.shortcut(x)
+        # (a trace records one branch: it takes the out-of-place one, valid everywhere)
+        if fresh and not (torch.is_grad_enabled() and y.requires_grad) and y.dtype == s.dtype \
+                and y.shape == s.shape and not torch.jit.is_tracing():
+            return y.add_(s)
+        return s + y
+
+
+class ParallelSum(nn.Module):
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for b in self.branches:
+            y = b(x)
+            out = y if out is None else out + y
+        return out
+
+
+class ParallelConcat(nn.Module):
+    def __init__(self, branches: list[nn.Module]):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([b(x) for b in self.branches], dim=1)
+
+
+class SplitConcat(nn.Module):
+    """Split channels into parts, run one branch on each, concatenate."""
+
+    def __init__(self, sizes: list[int], branches: list[nn.Module]):
+        super().__init__()
+        self.sizes = list(sizes)
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.sizes, dim=1)
+        return torch.cat([b(p) for b, p in zip(self.branches, parts)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}"
+
+
+class Gate(nn.Module):
+    """x * body(x), the body's output broadcast over H and W (squeeze-excite)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.body(x)
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)

@@ -1,0 +1,714 @@
+"""Elaboration: evaluate a network definition with its parameters into the IR.
+
+Expressions and statements are compiled once into closures (expr.py, and
+`_body` below) over the whitelisted builtins; statements build IR nodes while the current
+tensor shape is tracked, so blocks can read `in.c` and residuals can check
+that both sides agree. Every error names the source location and the path
+(network › stage › block › op).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from archdsl.compiler import ir
+from archdsl.language import ast as A
+from archdsl.language.caches import process_cache
+from archdsl.language.errors import ArchError
+from archdsl.language.expr import InputShape, _compile, bind, compiled, in_shape, iterate
+from archdsl.language.program import RESERVED, Program
+from archdsl.ops import REGISTRY, ShapeError
+
+_MAX_DEPTH = 64  # nested block calls
+
+
+class _Sink:
+    """Where statements put what they produce: IR nodes, or parallel branches."""
+
+    def __init__(self, nodes: list | None = None, branches: list | None = None, what: str = ""):
+        self.nodes = nodes
+        self.branches = branches
+        self.what = what
+
+
+class Elaborator:
+    def __init__(self, program: Program):
+        self.program = program
+        self.path: list[str] = []
+        self.depth = 0
+        self.memo = _memo_of(program)
+        self.cache: dict = {}  # compiled closures of the definition being run (Definition.compiled)
+
+    def is_statement(self, name: str) -> bool:
+        """Is `name` a block, network or op (used as a statement, not a function)?"""
+        return name in self.program.definitions or name in REGISTRY
+
+    # ------------------------------------------------------------ errors
+    def error(self, message: str, loc: A.Loc | None, hint: str | None = None) -> ArchError:
+        return ArchError(message, loc, self.path, hint)
+
+    # ------------------------------------------------------------ expressions
+    def evaluate(self, e: A.Expr, env: dict) -> Any:
+        return compiled(e, self.cache)(self, env)
+
+    # ------------------------------------------------------------ calls
+    def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
+                   required: set[str]) -> dict:
+        values: dict[str, Any] = {}
+        if len(args) <= len(params) and all(a.name is None for a in args):  # the common case
+            for name, a in zip(params, args):
+                values[name] = self.evaluate(a.value, env)
+            if len(args) < len(params) and required:
+                missing = [p for p in params if p in required and p not in values]
+                if missing:
+                    raise self.error(f"{what} is missing argument(s): {', '.join(missing)}", loc)
+            return values
+        positional = [a for a in args if a.name is None]
+        if len(positional) > len(params):
+            raise self.error(f"{what} takes at most {len(params)} positional argument(s), "
+                             f"got {len(positional)}", positional[len(params)].loc)
+        for name, a in zip(params, positional):
+            values[name] = self.evaluate(a.value, env)
+        for a in args:
+            if a.name is None:
+                continue
+            if a.name not in params:
+                close = difflib.get_close_matches(a.name, params, 1)
+                raise self.error(f"{what} has no argument '{a.name}'", a.loc,
+                                 f"did you mean '{close[0]}'?" if close else
+                                 f"arguments: {', '.join(params) or 'none'}")
+            if a.name in values:
+                raise self.error(f"{what} got argument '{a.name}' twice", a.loc)
+            values[a.name] = self.evaluate(a.value, env)
+        missing = [p for p in params if p in required and p not in values]
+        if missing:
+            raise self.error(f"{what} is missing argument(s): {', '.join(missing)}", loc)
+        return values
+
+    def _op(self, stmt: A.Call, env: dict, shape: ir.Shape) -> ir.Op:
+        fields, required = _signature(stmt.name)
+        values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
+        return self._make_op(stmt, tuple(values), tuple(values.values()), shape)
+
+    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
+        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
+        opdef = REGISTRY[stmt.name]
+        key = (stmt.name, _values_key(names, vals))
+        attrs = _ATTRS.get(key)
+        values: dict = {}
+        try:
+            if attrs is None:
+                values = dict(zip(names, vals))
+                values.update(opdef.preset)
+                attrs = opdef.attrs.model_validate(values)
+                if len(_ATTRS) < 65536:
+                    _ATTRS[key] = attrs
+        except ValidationError as ve:
+            fields = _signature(stmt.name)[0]
+            err = ve.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            loc = next((a.loc for a in stmt.args if a.name == field), None)
+            if loc is None and field in fields:
+                i = fields.index(field)
+                pos = [a for a in stmt.args if a.name is None]
+                loc = pos[i].loc if i < len(pos) else None
+            shown = values.get(field, "?")
+            raise self.error(f"{stmt.name}: argument '{field}' = {shown!r}: {err['msg'].lower()}",
+                             loc or stmt.loc) from None
+        try:
+            out = opdef.shape(attrs, shape)
+        except ShapeError as se:
+            raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
+        return ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
+
+    def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
+        d = self._block_def(stmt)
+        params, required, _ = _params_of(d)
+        values = self._bind_args(stmt.name, params, stmt.args, env, stmt.loc, required)
+        return self._enter_block(stmt, d, tuple(values), tuple(values.values()), shape, role, label)
+
+    def _block_def(self, stmt: A.Call) -> A.Definition:
+        d = self.program.definitions[stmt.name]
+        if d.kind != "block":
+            raise self.error(f"'{stmt.name}' is a network, not a block", stmt.loc)
+        if self.depth >= _MAX_DEPTH:
+            raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
+        return d
+
+    def _enter_block(self, stmt: A.Call, d: A.Definition, names: tuple, vals: tuple | list, shape: ir.Shape,
+                     role: str | None, label: str) -> ir.Seq:
+        """Elaborate block `d` called with arguments `names` bound to `vals`."""
+        # A block's body depends only on its arguments as given and its input
+        # shape (its defaults are computed from them): an equal call shares the
+        # first one's children (ir.Seq.is_block).
+        key = (stmt.name, shape, _values_key(names, vals))
+        done = self.memo.get(key)
+        if done is not None:
+            return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name)
+        params, _, defaults = _params_of(d)
+        self.path.append(label)
+        self.depth += 1
+        try:
+            values = dict(zip(names, vals))
+            inner: dict[str, Any] = {"$in": in_shape(shape)}
+            if len(values) == len(params):
+                inner.update(values)
+            else:
+                for name, default in defaults:  # defaults may refer to earlier parameters and to `in`
+                    inner[name] = values[name] if name in values else default(self, inner)
+            seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), ir.Body(), role, stmt.name)
+            caller, self.cache = self.cache, d.compiled
+            try:
+                seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+            finally:
+                self.cache = caller
+            self.memo.put(key, seq)
+        finally:
+            self.depth -= 1
+            self.path.pop()
+        return seq
+
+    # ------------------------------------------------------------ statements
+    def run(self, stmts: list[A.Stmt], env: dict, shape: ir.Shape, sink: _Sink) -> ir.Shape:
+        """Execute statements from `shape`; return the shape after them."""
+        for step in _body(stmts, self.cache):
+            shape = step(self, env, shape, sink)
+        return shape
+
+    def _need_nodes(self, sink: _Sink, loc: A.Loc, what: str):
+        if sink.nodes is None:
+            raise self.error(f"{what} cannot stand directly inside {sink.what}; wrap it in branch {{ }}", loc)
+
+    def _s_Let(self, s: A.Let, env, shape, sink):
+        bind(self, env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
+        return shape
+
+    def _count(self, e: A.Expr, env) -> int:
+        n = self.evaluate(e, env)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise self.error(f"repeat count must be a non-negative integer, got {n!r}", e.loc)
+        return n
+
+    def _s_Call(self, s: A.Call, env, shape, sink):
+        if s.name == "input":
+            raise self.error("input(...) may only appear at the top of a network", s.loc)
+        self._need_nodes(sink, s.loc, f"'{s.name}'")
+        if s.name in REGISTRY:
+            self.path.append(s.name)
+            try:
+                node = self._op(s, env, shape)
+            finally:
+                self.path.pop()
+        elif s.name in self.program.definitions:
+            role = "block" if sink.what == "stage" else None
+            label = f"blocks.{len(sink.nodes)} ({s.name})" if role else s.name
+            node = self._block(s, env, shape, role, label)
+        else:
+            known = list(REGISTRY) + list(self.program.definitions)
+            close = difflib.get_close_matches(s.name, known, 1)
+            raise self.error(f"unknown op or block '{s.name}'", s.loc,
+                             f"did you mean '{close[0]}'?" if close else None)
+        sink.nodes.append(node)
+        return node.out_shape
+
+    def _seq(self, stmts, env, shape, loc, what="") -> ir.Seq:
+        seq = ir.Seq(shape, shape, loc, tuple(self.path), [])
+        seq.out_shape = self.run(stmts, dict(env), shape, _Sink(seq.children, what=what))
+        return seq
+
+    def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
+        plan = self.cache.get(id(args), _NOT_YET)  # the argument list is the running definition's
+        if plan is _NOT_YET:
+            plan = self.cache[id(args)] = _arg_plan(list(allowed), set(), args)
+        if plan is None:  # they do not bind: _bind_args says why
+            values = self._bind_args(kind, list(allowed), args, env, loc, set())
+            return {k: values.get(k, v) for k, v in allowed.items()}
+        flags = dict(allowed)
+        for name, arg in plan:
+            flags[name] = arg(self, env)
+        return flags
+
+    def _s_Residual(self, s: A.Residual, env, shape, sink):
+        self._need_nodes(sink, s.loc, "residual")
+        f = self._flags("residual", s.args, env, {"when": True, "drop_path": False, "gain": False,
+                                                   "per_channel": False, "shortcut_first": False}, s.loc)
+        gain = f["gain"]
+        if gain is True or not isinstance(gain, (int, float)):  # false: no gain
+            raise self.error(f"residual: gain is the scalar's initial value or false, not {gain!r}", s.loc)
+        if not f["when"]:
+            return self.run(s.body, env, shape, sink)
+        self.path.append("residual")
+        try:
+            body = self._seq(s.body, env, shape, s.loc)
+            short = self._seq(s.shortcut, env, shape, s.loc) if s.shortcut else None
+            if short is not None and not short.children:
+                short = None
+            other = short.out_shape if short else shape
+            if body.out_shape != other:
+                raise self.error(
+                    f"residual adds unequal shapes: body gives {_fmt(body.out_shape)}, "
+                    f"{'shortcut' if short else 'identity'} gives {_fmt(other)}", s.loc,
+                    None if short else "add a shortcut { ... } that matches the body's output, "
+                    "or a when: condition")
+        finally:
+            self.path.pop()
+        gain = None if gain is False else float(gain)
+        sink.nodes.append(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
+                                      bool(f["drop_path"]), gain, bool(f["per_channel"]) and gain is not None,
+                                      bool(f["shortcut_first"])))
+        return body.out_shape
+
+    def _s_Branch(self, s: A.Branch, env, shape, sink):
+        if sink.branches is None:
+            raise self.error("branch { } may only appear inside parallel or split", s.loc)
+        # The parent elaborates branch bodies, with the env as it is here.
+        sink.branches.append(_Bound(s, dict(env)))
+        return shape
+
+    def _s_Parallel(self, s: A.Parallel, env, shape, sink):
+        self._need_nodes(sink, s.loc, "parallel")
+        if s.join not in ("sum", "concat"):
+            raise self.error(f"parallel joins by 'sum' or 'concat', not '{s.join}'", s.loc)
+        seqs = self._bound_branches(s, env, shape, "parallel")
+        outs = [b.out_shape for b in seqs]
+        if s.join == "sum":
+            if any(o != outs[0] for o in outs):
+                raise self.error("parallel sum of unequal shapes: " + ", ".join(_fmt(o) for o in outs), s.loc)
+            out = outs[0]
+        else:
+            out = self._concat_shape(outs, s.loc)
+        sink.nodes.append(ir.Parallel(shape, out, s.loc, tuple(self.path), s.join, seqs))
+        return out
+
+    def _concat_shape(self, outs, loc) -> ir.Shape:
+        if any(o[1:] != outs[0][1:] for o in outs):
+            raise self.error("concat of unequal spatial sizes: " + ", ".join(_fmt(o) for o in outs), loc)
+        return (sum(o[0] for o in outs), outs[0][1], outs[0][2])
+
+    def _bound_branches(self, s, env, shape, what, inputs=None) -> list[ir.Seq]:
+        collected: list[_Bound] = []
+        self.run(s.body, dict(env), shape, _Sink(branches=collected, what=what))
+        if not collected:
+            raise self.error(f"{what} needs at least one branch {{ }}", s.loc)
+        if inputs is not None and len(inputs) != len(collected):
+            raise self.error(f"split into {len(inputs)} parts has {len(collected)} branches", s.loc)
+        seqs = []
+        for i, b in enumerate(collected):
+            self.path.append(f"branch {i}")
+            try:
+                seqs.append(self._seq(b.branch.body, b.env, inputs[i] if inputs else shape, b.branch.loc))
+            finally:
+                self.path.pop()
+        return seqs
+
+    def _s_Split(self, s: A.Split, env, shape, sink):
+        self._need_nodes(sink, s.loc, "split")
+        f = self._flags("split", s.args, env, {"sizes": 2}, s.loc)
+        sizes = f["sizes"]
+        c = shape[0]
+        if isinstance(sizes, int) and not isinstance(sizes, bool):
+            if sizes <= 0 or c % sizes:
+                raise self.error(f"cannot split {c} channels into {sizes} equal parts", s.loc)
+            sizes = [c // sizes] * sizes
+        if (not isinstance(sizes, (list, tuple)) or not all(isinstance(x, int) and x > 0 for x in sizes)
+                or sum(sizes) != c):
+            raise self.error(f"split sizes {sizes!r} must be positive integers summing to the "
+                             f"input channels ({c})", s.loc)
+        seqs = self._bound_branches(s, env, shape, "split", [(x, shape[1], shape[2]) for x in sizes])
+        out = self._concat_shape([b.out_shape for b in seqs], s.loc)
+        sink.nodes.append(ir.Split(shape, out, s.loc, tuple(self.path), list(sizes), seqs))
+        return out
+
+    def _s_Gate(self, s: A.Gate, env, shape, sink):
+        self._need_nodes(sink, s.loc, "gate")
+        self._flags("gate", s.args, env, {}, s.loc)
+        self.path.append("gate")
+        try:
+            body = self._seq(s.body, env, shape, s.loc)
+        finally:
+            self.path.pop()
+        g = body.out_shape
+        if g[0] != shape[0] or g[1:] not in ((1, 1), shape[1:]):
+            raise self.error(f"gate body gives {_fmt(g)}, which cannot scale an input of {_fmt(shape)}",
+                             s.loc, "a gate's body must give (C, 1, 1) or the input shape")
+        sink.nodes.append(ir.Gate(shape, shape, s.loc, tuple(self.path), body))
+        return shape
+
+    def _s_Section(self, s: A.Section, env, shape, sink):
+        raise self.error(f"'{s.kind}' sections may only appear at the top level of a network", s.loc)
+
+    # ------------------------------------------------------------ networks
+    def network(self, d: A.Definition, params: dict[str, Any]) -> ir.Seq:
+        """Elaborate network `d` with `params` (config-level errors are api.check_params')."""
+        names = [p.name for p in d.params]
+        for k in params:
+            if k not in names:
+                close = difflib.get_close_matches(k, names, 1)
+                raise ArchError(f"network '{d.name}' has no parameter '{k}'", d.loc,
+                                hint=(f"did you mean '{close[0]}'? " if close else "")
+                                + f"parameters: {', '.join(names)}")
+        env: dict[str, Any] = {}
+        self.path = [d.name]
+        self.cache = d.compiled
+        for p in d.params:
+            if p.name in params:
+                env[p.name] = params[p.name]
+            elif p.default is not None:
+                env[p.name] = self.evaluate(p.default, env)
+            else:
+                raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", p.loc,
+                                hint=f"set params.{p.name} in the config")
+        net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
+        stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
+        state = {"shape": None, "stem": None, "head": None}
+        self._network_body(d.body, env, net, stages, state)
+        if state["shape"] is None:
+            raise ArchError(f"network '{d.name}' never declares input(c, h, w)", d.loc)
+        stem = state["stem"] or ir.Seq(net.in_shape, net.in_shape, d.loc, (d.name, "stem"), [], "stem")
+        stages.in_shape = stem.out_shape
+        stages.out_shape = stages.children[-1].out_shape if stages.children else stem.out_shape
+        head = state["head"] or ir.Seq(stages.out_shape, stages.out_shape, d.loc, (d.name, "head"), [], "head")
+        net.children = [stem, stages, head]
+        net.out_shape = head.out_shape
+        return net
+
+    def _network_body(self, stmts, env, net, stages, state):
+        for s in stmts:
+            if isinstance(s, A.Let):
+                self._s_Let(s, env, None, None)
+            elif isinstance(s, A.If):
+                self._network_body(s.then if self.evaluate(s.test, env) else s.other, env, net, stages, state)
+            elif isinstance(s, A.For):
+                for item in iterate(self, self.evaluate(s.iterable, env), s.iterable.loc):
+                    bind(self, env, s.target, s.unpack, item, s.loc)
+                    self._network_body(s.body, env, net, stages, state)
+            elif isinstance(s, A.Repeat):
+                for i in range(self._count(s.count, env)):
+                    env[s.var] = i
+                    self._network_body(s.body, env, net, stages, state)
+            elif isinstance(s, A.Call) and s.name == "input":
+                if state["shape"] is not None or stages.children or state["stem"]:
+                    raise self.error("input(...) must come once, before any section", s.loc)
+                v = self._bind_args("input", ["c", "h", "w"], s.args, env, s.loc, {"c", "h", "w"})
+                dims = (v["c"], v["h"], v["w"])
+                if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in dims):
+                    raise self.error(f"input dimensions must be positive integers, got {dims}", s.loc)
+                state["shape"] = dims
+                net.in_shape = dims
+                env["$in"] = in_shape(dims)
+            elif isinstance(s, A.Section):
+                self._section(s, env, net, stages, state)
+            else:
+                raise self.error("a network body holds input(...), let, if, for and stem/stage/head "
+                                 "sections; put layers inside a section", s.loc)
+
+    def _section(self, s: A.Section, env, net, stages, state):
+        if state["shape"] is None:
+            raise self.error(f"{s.kind} comes before input(c, h, w)", s.loc)
+        if state["head"] is not None:
+            raise self.error(f"{s.kind} after head: the head must be the last section", s.loc)
+        shape = state["shape"]
+        if s.kind == "stem":
+            if state["stem"] is not None or stages.children:
+                raise self.error("stem must come once, before the stages", s.loc)
+            self.path.append("stem")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stem")
+        elif s.kind == "stage":
+            self.path.append(f"stages.{len(stages.children)}")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stage")
+        else:
+            self.path.append("head")
+            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "head")
+        try:
+            sink = _Sink(seq.children, what=s.kind)
+            inner = dict(env)
+            if s.count is not None:
+                for i in range(self._count(s.count, env)):
+                    inner[s.var] = i
+                    shape = self.run(s.body, inner, shape, sink)
+            else:
+                shape = self.run(s.body, inner, shape, sink)
+        finally:
+            self.path.pop()
+        seq.out_shape = shape
+        state["shape"] = shape
+        env["$in"] = in_shape(shape)
+        if s.kind == "stem":
+            state["stem"] = seq
+        elif s.kind == "stage":
+            stages.children.append(seq)
+        else:
+            state["head"] = seq
+
+
+@dataclass
+class _Bound:
+    """A branch with the environment it was reached in (loop variables included)."""
+
+    branch: A.Branch
+    env: dict
+
+
+# Validated (frozen) op attributes by (op, argument values): most layers repeat.
+_ATTRS: dict[tuple, Any] = process_cache("elaborated")
+
+
+_NOT_YET = object()  # not in a cache yet (whose values may be None)
+# Types whose values `==` and `hash` tell apart exactly once the type is known
+# (bar -0.0): a memo key may hold them as they are.
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None), InputShape})
+
+
+def _values_key(names: tuple, vals: tuple | list) -> tuple:
+    """A memo key for arguments `names` bound to `vals`, telling apart what
+    `==` does not (see _frozen); the types, in C, where that is enough. Another
+    argument order makes another key: only less sharing."""
+    types = tuple(map(type, vals))
+    if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals):
+        return (names, types, tuple(vals))
+    return (names, tuple([_frozen(v) for v in vals]))
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable stand-in for a spec value, telling apart what `==` does not
+    (1, 1.0 and true; -0.0 and 0.0; a list and a tuple)."""
+    t = type(v)
+    if t is float:
+        return (t, v) if v else (t, repr(v))  # -0.0 == 0.0
+    if t is list or t is tuple:
+        return (t, tuple([_frozen(x) for x in v]))
+    return (t, v)
+
+
+def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, Any]]]:
+    """A block's parameter names, the required ones, and (name, compiled
+    default) in order (kept in d.compiled)."""
+    cache = d.compiled
+    hit = cache.get(id(d))
+    if hit is None:
+        hit = cache[id(d)] = ([p.name for p in d.params], {p.name for p in d.params if p.default is None},
+                              [(p.name, None if p.default is None else _compile(p.default)) for p in d.params])
+    return hit
+
+
+class _BlockMemo:
+    """Elaborated block bodies of one program by (block, input shape, argument
+    values), kept across elaborations (a sweep's configs share most blocks)."""
+
+    LIMIT = 2_000
+
+    def __init__(self, definitions: tuple[A.Definition, ...]):
+        self.definitions = definitions  # what the bodies came from (and what keeps their ids)
+        self.bodies: dict[tuple, ir.Seq] = {}
+
+    def get(self, key: tuple) -> ir.Seq | None:
+        return self.bodies.get(key)
+
+    def put(self, key: tuple, seq: ir.Seq) -> None:
+        if len(self.bodies) >= self.LIMIT:
+            self.bodies.clear()
+        self.bodies[key] = seq
+
+
+# The memos of the programs elaborated last, by the ids of their definitions:
+# loading a recipe again makes a new Program from the same parsed definitions
+# (while its files are unchanged), which elaborates the same. Each memo holds
+# its definitions, so the ids are not reused while it is here.
+_MEMOS: dict[tuple, _BlockMemo] = process_cache("elaborated")
+
+
+def forget_blocks() -> None:
+    """Drop every elaborated block body kept for reuse (benchmarks use this to
+    time a config never elaborated before)."""
+    _MEMOS.clear()
+
+
+def check_names(program: Program) -> None:
+    """A definition may not take the name of a primitive op (nor `input`)."""
+    for d in program.definitions.values():
+        if d.name in REGISTRY or d.name in RESERVED:
+            raise ArchError(f"'{d.name}' is a primitive op and cannot be redefined", d.loc)
+
+
+def _memo_of(program: Program) -> _BlockMemo:
+    definitions = tuple(program.definitions.values())
+    key = tuple(map(id, definitions))
+    memo = _MEMOS.get(key)
+    if memo is None:
+        check_names(program)
+        if len(_MEMOS) >= 8:
+            _MEMOS.pop(next(iter(_MEMOS)))
+        memo = _MEMOS[key] = _BlockMemo(definitions)
+    return memo
+
+
+# ------------------------------------------------------------ compiled statements
+# Each statement list is compiled once into a tuple of steps, closures
+# `step(elaborator, env, shape, sink) -> shape`, the way expr.py compiles
+# expressions: loops, lets and calls run without a dispatch on the node type,
+# and a call's arguments are matched to parameter names once, not per call.
+# Structural forms (residual, parallel, ...) run the Elaborator's methods.
+Step = Callable[[Elaborator, dict, ir.Shape, _Sink], ir.Shape]
+
+
+def _body(stmts: list[A.Stmt], cache: dict) -> tuple[Step, ...]:
+    """The steps of `stmts`, kept in `cache` (their Definition.compiled)."""
+    steps = cache.get(id(stmts))
+    if steps is None:
+        steps = cache[id(stmts)] = _steps(stmts)
+    return steps
+
+
+def _steps(stmts: list[A.Stmt]) -> tuple[Step, ...]:
+    return tuple([_STEP.get(type(s), _structural)(s) for s in stmts])
+
+
+def _structural(s: A.Stmt) -> Step:
+    method = getattr(Elaborator, "_s_" + type(s).__name__)
+    return lambda el, env, shape, sink: method(el, s, env, shape, sink)
+
+
+def _let(s: A.Let) -> Step:
+    value = _compile(s.value)
+    if not s.unpack:
+        name = s.target[0]
+
+        def let(el, env, shape, sink):
+            env[name] = value(el, env)
+            return shape
+        return let
+
+    def let_unpack(el, env, shape, sink):
+        bind(el, env, s.target, True, value(el, env), s.loc)
+        return shape
+    return let_unpack
+
+
+def _if(s: A.If) -> Step:
+    test = _compile(s.test)
+    branches: dict[bool, tuple[Step, ...]] = {}  # compiled when first taken: many never are
+
+    def if_(el, env, shape, sink):
+        taken = bool(test(el, env))
+        steps = branches.get(taken)
+        if steps is None:
+            steps = branches[taken] = _steps(s.then if taken else s.other)
+        for step in steps:
+            shape = step(el, env, shape, sink)
+        return shape
+    return if_
+
+
+def _for(s: A.For) -> Step:
+    iterable, body = _compile(s.iterable), _steps(s.body)
+
+    def for_(el, env, shape, sink):
+        for item in iterate(el, iterable(el, env), s.iterable.loc):
+            bind(el, env, s.target, s.unpack, item, s.loc)
+            for step in body:
+                shape = step(el, env, shape, sink)
+        return shape
+    return for_
+
+
+def _repeat(s: A.Repeat) -> Step:
+    body, var = _steps(s.body), s.var
+
+    def repeat(el, env, shape, sink):
+        for i in range(el._count(s.count, env)):
+            env[var] = i
+            for step in body:
+                shape = step(el, env, shape, sink)
+        return shape
+    return repeat
+
+
+def _arg_plan(params: list[str], required: set[str], args: list[A.Arg]) -> list | None:
+    """(parameter, compiled argument) in evaluation order, when the arguments
+    bind cleanly; None when they do not (Elaborator._bind_args says why)."""
+    positional = [a for a in args if a.name is None]
+    named = [a for a in args if a.name is not None]
+    bound = params[:len(positional)]
+    names = bound + [a.name for a in named]
+    if (len(positional) > len(params) or any(a.name not in params for a in named)
+            or len(set(names)) != len(names) or not required <= set(names)):
+        return None
+    return [(p, _compile(a.value)) for p, a in zip(bound + [a.name for a in named], positional + named)]
+
+
+def _call(s: A.Call) -> Step:
+    name, what = s.name, f"'{s.name}'"
+    generic = _structural(s)  # input(...), unknown names and bad arguments: it raises
+    if name == "input":
+        return generic
+    if name in REGISTRY:
+        plan = _arg_plan(*_signature(name), s.args)
+        if plan is None:
+            return generic
+        names, args = tuple([p for p, _ in plan]), [a for _, a in plan]
+
+        def op(el, env, shape, sink):
+            nodes = sink.nodes
+            if nodes is None:
+                el._need_nodes(sink, s.loc, what)
+            el.path.append(name)
+            try:
+                vals = [arg(el, env) for arg in args]
+                node = el._make_op(s, names, vals, shape)
+            finally:
+                el.path.pop()
+            nodes.append(node)
+            return node.out_shape
+        return op
+
+    plans: dict[int, tuple] = {}  # by the definition called (programs may differ)
+
+    def block(el, env, shape, sink):
+        nodes = sink.nodes
+        d = el.program.definitions.get(name)
+        if nodes is None or d is None:
+            return generic(el, env, shape, sink)
+        hit = plans.get(id(d))
+        if hit is None or hit[0] is not d:
+            if len(plans) >= 64:
+                plans.clear()
+            params, required, _ = _params_of(d)
+            plan = _arg_plan(params, required, s.args)
+            hit = plans[id(d)] = (d, None, None) if plan is None else (d, tuple([p for p, _ in plan]), [a for _, a in plan])
+        _, names, args = hit
+        if names is None or d.kind != "block" or el.depth >= _MAX_DEPTH:
+            return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
+        vals = [arg(el, env) for arg in args]
+        role = "block" if sink.what == "stage" else None
+        label = f"blocks.{len(nodes)} ({name})" if role else name
+        node = el._enter_block(s, d, names, vals, shape, role, label)
+        nodes.append(node)
+        return node.out_shape
+    return block
+
+
+_STEP: dict[type, Callable[[Any], Step]] = {A.Let: _let, A.If: _if, A.For: _for, A.Repeat: _repeat,
+                                           A.Call: _call}
+
+
+@lru_cache(maxsize=None)
+def _signature(op: str) -> tuple[list[str], set[str]]:
+    """An op's argument names (in positional order) and the required ones."""
+    opdef = REGISTRY[op]
+    preset = dict(opdef.preset)
+    fields = {k: f for k, f in opdef.attrs.model_fields.items() if k not in preset}
+    return list(fields), {k for k, f in fields.items() if f.is_required()}
+
+
+def _fmt(shape: ir.Shape) -> str:
+    return "(%d, %d, %d)" % shape
+
+
+def elaborate(program: Program, params: dict[str, Any], network: str | None = None,
+) -> ir.Seq:
+    d = program.network(network)
+    return Elaborator(program).network(d, params)

@@ -1,0 +1,95 @@
+"""Pass: a sum of linear branches of one input becomes one convolution.
+
+A branch is linear when it is empty (the identity), one convolution, or one
+BatchNorm (identity then BN); `identity` ops and nested sequences are looked
+through. Parallel sums and residuals (shortcut + body; drop path is the
+identity at inference) whose every branch is linear fuse when the convs share
+stride, groups and dilation (1x1 kernels fit any) and their kernels line up
+once zero-padded, centered, to the largest: each kernel's center must sit at
+the same input offset. The identity becomes a conv with a 1 at the center of
+the per-group identity kernel; biases add. Fusing bottom-up fuses nested sums.
+"""
+from __future__ import annotations
+
+from archdsl.compiler import ir
+from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Sum
+from archdsl.compiler.passes.rewrite import bottom_up
+from archdsl.ops import REGISTRY
+from archdsl.ops.conv import ConvAttrs, _same_is_symmetric, padding
+
+
+def _linear_ops(seq: ir.Seq | None) -> list[ir.Op] | None:
+    """The conv or bn a linear branch consists of ([] for the identity); None if not linear."""
+    if seq is None:
+        return []
+    ops: list[ir.Op] = []
+    for c in seq.children:
+        if isinstance(c, ir.Seq):
+            inner = _linear_ops(c)
+            if inner is None:
+                return None
+            ops += inner
+        elif isinstance(c, ir.Op) and c.kind in ("conv", "bn"):
+            ops.append(c)
+        elif not (isinstance(c, ir.Op) and c.kind == "identity"):
+            return None
+    return ops if len(ops) <= 1 else None
+
+
+def _offset2(a: ConvAttrs) -> int | None:
+    """Twice the input offset of the kernel's center from output position * stride
+    (twice, so that even kernels stay integral); None for uneven "same" padding."""
+    if a.padding == "same":
+        if not _same_is_symmetric(a):
+            return None
+        pad = a.dilation * (a.k - 1) // 2
+    else:
+        pad = padding(a)
+    return a.dilation * (a.k - 1) - 2 * pad
+
+
+def _fused(node: ir.Node, branches: list[ir.Seq | None], origins: Origins) -> ir.Node:
+    terms = [_linear_ops(b) for b in branches]
+    if any(t is None for t in terms):
+        return node
+    convs = [t[0] for t in terms if t and t[0].kind == "conv"]
+    geometry = {(c.attrs.stride, c.attrs.groups) for c in convs}
+    dilations = {c.attrs.dilation for c in convs if c.attrs.k > 1}  # a 1x1 has none to speak of
+    if len(geometry) > 1 or len(dilations) > 1:
+        return node
+    c_in, c_out = node.in_shape[0], node.out_shape[0]
+    stride, groups = geometry.pop() if geometry else (1, c_in)
+    dilation = dilations.pop() if dilations else 1
+    ks = [c.attrs.k for c in convs] + ([1] if len(convs) < len(terms) else [])
+    offsets = {_offset2(c.attrs) for c in convs} | ({0} if len(convs) < len(terms) else set())
+    k = max(ks)
+    if len(offsets) != 1 or None in offsets or any((k - x) % 2 for x in ks):
+        return node
+    pad = (dilation * (k - 1) - offsets.pop()) // 2
+    auto = ConvAttrs(out=c_out, k=k, stride=stride, groups=groups, dilation=dilation, bias=True)
+    attrs = auto if padding(auto) == pad else auto.model_copy(update={"padding": pad})
+    if REGISTRY["conv"].shape(attrs, node.in_shape) != node.out_shape:
+        return node
+    identity = Identity(c_in, groups)
+    exprs: list[Expr] = []
+    for t in terms:
+        if not t:
+            exprs.append(identity)
+        elif t[0].kind == "bn":
+            exprs.append(Fold(identity, origins[t[0]]))
+        else:
+            exprs.append(origins[t[0]])
+    op = ir.Op(node.in_shape, node.out_shape, node.loc, node.path, "conv", attrs)
+    return origins.derive(op, Sum(tuple(exprs), k))
+
+
+def fuse_branches(spec: ir.Seq, origins: Origins) -> ir.Seq:
+    def fuse(node: ir.Node) -> ir.Node:
+        if isinstance(node, ir.Parallel) and node.join == "sum":
+            return _fused(node, node.branches, origins)
+        # A residual with a learnable gain on its body is not a fixed linear sum.
+        if isinstance(node, ir.Residual) and getattr(node, "gain", None) is None:
+            return _fused(node, [node.shortcut, node.body], origins)
+        return node
+
+    return bottom_up(spec, fuse, origins)

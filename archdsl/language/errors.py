@@ -1,0 +1,59 @@
+"""One error type for everything a user can get wrong, rendered like a compiler.
+
+    recipes/regnet.arch:12:5: groups (3) must divide input channels (32)
+        conv(mid, 3, groups: 3)
+        ^
+      in regnet › stages.1 › blocks.0 (regnet_block) › conv
+"""
+from __future__ import annotations
+
+from archdsl.language.ast import Loc
+
+# file path -> source text, filled by the parser so errors can quote lines.
+SOURCES: dict[str, str] = {}
+
+
+class ArchError(Exception):
+    def __init__(self, message: str, loc: Loc | None = None, path: list[str] | None = None,
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.path = list(path) if path else []
+        self.hint = hint
+
+    def render(self) -> str:
+        head = f"{self.loc}: {self.message}" if self.loc else f"error: {self.message}"
+        lines = [head]
+        if self.loc is not None:
+            text = SOURCES.get(self.loc.file)
+            if text is not None:
+                src = text.splitlines()
+                if 1 <= self.loc.line <= len(src):
+                    line = src[self.loc.line - 1]
+                    lines.append("    " + line.expandtabs(1))
+                    lines.append("    " + " " * (self.loc.column - 1) + "^")
+        if self.path:
+            lines.append("  in " + " › ".join(self.path))
+        if self.hint:
+            lines.append("  hint: " + self.hint)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class ConfigError(ArchError):
+    """A problem in the Hydra config: names the key and, when known, the override."""
+
+    def __init__(self, message: str, key: str | None = None, override: str | None = None,
+                 hint: str | None = None):
+        where = []
+        if key:
+            where.append(f"config key '{key}'")
+        if override:
+            where.append(f"override '{override}'")
+        full = f"{', '.join(where)}: {message}" if where else message
+        super().__init__(full, hint=hint)
+        self.key = key
+        self.override = override
