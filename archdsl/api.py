@@ -7,7 +7,7 @@ from pathlib import Path
 from archdsl.backends.cost import Report, report
 from archdsl.backends.torch.lower import Network, build_module
 from archdsl.compiler import ir, passes
-from archdsl.compiler.elaborate import elaborate
+from archdsl.compiler.elaborate import ParamError, elaborate
 from archdsl.configs.compose import compose
 from archdsl.configs.schema import ArchConfig, validate
 from archdsl.language.ast import SourceFile
@@ -45,7 +45,7 @@ def check_params(program: Program, cfg: ArchConfig, overrides) -> None:
         if k not in names:
             import difflib
             close = difflib.get_close_matches(k, names, 1)
-            override = next((o for o in overrides if o.split("=")[0].lstrip("+~") == f"params.{k}"), None)
+            override = _override_of(f"params.{k}", overrides)
             raise ConfigError(f"network '{d.name}' ({d.loc}) has no parameter '{k}'", key=f"params.{k}",
                               override=override, hint=(f"did you mean '{close[0]}'? " if close else "")
                               + f"parameters: {', '.join(names)}")
@@ -54,11 +54,22 @@ def check_params(program: Program, cfg: ArchConfig, overrides) -> None:
             raise ConfigError(f"network '{d.name}' needs this parameter", key=f"params.{p.name}")
 
 
+def _override_of(key: str, overrides) -> str | None:
+    """The command-line override that set config `key`, as the user typed it."""
+    return next((o for o in overrides if o.split("=")[0].lstrip("+~") == key), None)
+
+
 def compile_config(cfg: ArchConfig, overrides=(), config_dir: Path | None = None) -> Compiled:
     roots = [config_dir.parent, config_dir] if config_dir else []
     program = load_program(find_recipe(cfg.recipe, roots), roots)
     check_params(program, cfg, overrides)
-    spec = elaborate(program, cfg.params, cfg.network)
+    try:
+        spec = elaborate(program, cfg.params, cfg.network)
+    except ParamError as e:
+        if not e.from_config:
+            raise
+        raise ConfigError(e.message + f" (declared at {e.loc})", key=f"params.{e.param}",
+                          override=_override_of(f"params.{e.param}", overrides)) from None
     if cfg.deploy:  # the inference graph: BN folded, linear branches fused
         spec = passes.deploy(spec).spec
     return Compiled(cfg, program, spec, tuple(overrides))

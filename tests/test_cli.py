@@ -81,7 +81,8 @@ def test_hydra_errors_exit_2_and_name_the_override(tmp_path):
     r = archc("build", "resnet18", "nope=1", cwd=tmp_path)
     assert r.returncode == 2 and "nope" in r.stderr + r.stdout and "Traceback" not in r.stderr
     r = archc("cost", "resnet18", "params.depths=[1,-1,1,1]", cwd=tmp_path)
-    assert r.returncode == 2 and "repeat count must be a non-negative integer" in r.stderr
+    assert r.returncode == 2 and "config key 'params.depths'" in r.stderr
+    assert "must be list[int >= 1] (element 1 is -1)" in r.stderr
     r = archc("cost", "resnet18", "dtype=fp7", cwd=tmp_path)
     assert r.returncode == 2 and "override 'dtype=fp7'" in r.stderr
 

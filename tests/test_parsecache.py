@@ -114,11 +114,11 @@ def test_a_corrupt_entry_falls_back_to_parsing_and_is_replaced(cache, tmp_path, 
 
 def test_decoding_checks_field_types():
     with pytest.raises(astdata.BadData, match="not a Expr"):
-        astdata.file_from_data([["Let", 1, 1, ["x"], False, ["Use", 1, 1, "y"]]], "f", "")
-    with pytest.raises(astdata.BadData, match="expected bool"):
-        astdata.file_from_data([["Let", 1, 1, ["x"], 1, ["Name", 1, 1, "y"]]], "f", "")
+        astdata.file_from_data([["Let", 1, 1, "x", ["Use", 1, 1, "y"]]], "f", "")
+    with pytest.raises(astdata.BadData, match="expected str"):
+        astdata.file_from_data([["Repeat", 1, 1, ["Const", 1, 1, 2], 5, []]], "f", "")
     with pytest.raises(astdata.BadData, match="constant"):
-        astdata.file_from_data([["Let", 1, 1, ["x"], False, ["Const", 1, 1, [1]]]], "f", "")
+        astdata.file_from_data([["Let", 1, 1, "x", ["Const", 1, 1, {"a": 1}]]], "f", "")
 
 
 def test_an_unusable_folder_falls_back_silently(tmp_path, monkeypatch):

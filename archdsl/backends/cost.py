@@ -238,7 +238,7 @@ class Report:
         w.writerow(["name", "kind", "in_shape", "out_shape", "params", "macs", "activations",
                     "weight_bytes", "act_bytes", "bytes", "intensity"] + [f"time_{h.name}_s" for h in hws])
         for l in self.layers:
-            w.writerow([l.name, l.kind, "x".join(map(str, l.in_shape)), "x".join(map(str, l.out_shape)),
+            w.writerow([l.name, l.kind, ir.fmt_shape(l.in_shape), ir.fmt_shape(l.out_shape),
                         l.params, l.macs, l.activations, l.weight_bytes, l.act_bytes, l.bytes,
                         round(l.macs / l.bytes, 4) if l.bytes else 0] + [f"{l.time(h):.3e}" for h in hws])
         return buf.getvalue()

@@ -10,11 +10,25 @@ def _attrs(op: ir.Op) -> str:
     return ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
+def _values(ids) -> str:
+    return ", ".join(f"v{i}" for i in ids)
+
+
+def _gives(seq: ir.Seq) -> list[tuple[int, ...]]:
+    """The value ids each child of a wired sequence gives (numbered after its inputs)."""
+    out, n = [], seq.wiring.n_inputs
+    for c in seq.children:
+        k = len(ir.shapes(c.out_shape))
+        out.append(tuple(range(n, n + k)))
+        n += k
+    return out
+
+
 def render(spec: ir.Seq) -> str:
     lines: list[str] = []
 
     def line(depth: int, text: str, node: ir.Node):
-        shape = "x".join(map(str, node.out_shape))
+        shape = ir.fmt_shape(node.out_shape)
         lines.append(f"{'  ' * depth}{text:<{max(1, 56 - 2 * depth)}} -> {shape}")
 
     def visit(node: ir.Node, name: str, depth: int):
@@ -35,6 +49,9 @@ def render(spec: ir.Seq) -> str:
                 names = [f"blocks.{i}" for i in range(len(kids))]
             else:
                 names = [str(i) for i in range(len(kids))]
+            if node.wiring is not None:  # a DAG: say which values each child takes and gives
+                names = [f"{n} [{_values(takes)} -> {_values(gives)}]"
+                         for n, takes, gives in zip(names, node.wiring.inputs, _gives(node))]
             for n, c in zip(names, kids):
                 visit(c, n, depth + 1)
         elif isinstance(node, ir.Residual):

@@ -8,7 +8,7 @@ from archdsl.compiler.elaborate import check_names, elaborate
 from archdsl.language import ast as A
 from archdsl.language.errors import ArchError
 from archdsl.language.program import Program, load_program
-from archdsl.ops import REGISTRY
+from archdsl.ops import REGISTRY, PluginError, load_plugins
 
 
 def _calls(stmts: list[A.Stmt]):
@@ -24,6 +24,11 @@ def _calls(stmts: list[A.Stmt]):
 def _check_call(call: A.Call, program: Program) -> None:
     if call.name == "input":
         return
+    if call.name not in REGISTRY and call.name not in program.definitions:
+        try:
+            load_plugins()  # an op of another package, perhaps
+        except PluginError as e:
+            raise ArchError(e.message, call.loc) from None
     if call.name in REGISTRY:
         opdef = REGISTRY[call.name]
         names = [f for f in opdef.attrs.model_fields if f not in dict(opdef.preset)]
@@ -34,6 +39,8 @@ def _check_call(call: A.Call, program: Program) -> None:
         raise ArchError(f"unknown op or block '{call.name}'", call.loc,
                         hint=f"did you mean '{close[0]}'?" if close else None)
     positional = [a for a in call.args if a.name is None]
+    if call.name in REGISTRY and REGISTRY[call.name].joins:  # leading positional arguments are tensors
+        positional = []
     if len(positional) > len(names):
         raise ArchError(f"{call.name} takes at most {len(names)} positional argument(s), got "
                         f"{len(positional)}", positional[len(names)].loc)

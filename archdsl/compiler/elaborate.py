@@ -19,26 +19,74 @@ from archdsl.compiler import ir
 from archdsl.language import ast as A
 from archdsl.language.caches import process_cache
 from archdsl.language.errors import ArchError
-from archdsl.language.expr import InputShape, _compile, bind, compiled, in_shape, iterate
+from archdsl.language.expr import InputShape, Tensor, _compile, bind, compiled, in_shape, iterate, type_name
 from archdsl.language.program import RESERVED, Program
-from archdsl.ops import REGISTRY, ShapeError
+from archdsl.language.types import KNOWN as KNOWN_TYPES
+from archdsl.language.types import check_of, mismatch, unknown_types
+from archdsl.ops import REGISTRY, PluginError, ShapeError, load_plugins
 
 _MAX_DEPTH = 64  # nested block calls
 
 
 class _Sink:
-    """Where statements put what they produce: IR nodes, or parallel branches."""
+    """Where statements put what they produce: IR nodes, or parallel branches.
 
-    def __init__(self, nodes: list | None = None, branches: list | None = None, what: str = ""):
+    Nodes form a chain until the body names a value (`-> x`, `from x`, a join
+    of named values); from then on the sink records which values each node
+    takes (`wires`), and the body becomes a DAG (ir.Wiring)."""
+
+    __slots__ = ("nodes", "branches", "what", "in_shape", "wires", "cur", "n_values", "n_inputs", "ranks")
+
+    def __init__(self, nodes: list | None = None, branches: list | None = None, what: str = "",
+                 in_shape: ir.Shape | None = None):
         self.nodes = nodes
         self.branches = branches
         self.what = what
+        self.in_shape = in_shape  # the body's input
+        self.wires: list[tuple[int, ...]] | None = None  # per node: the value ids it takes
+        self.cur: tuple[int, ...] = ()  # the value so far (its ids), once wired
+        self.n_values = 0
+        self.n_inputs = 0
+        self.ranks: dict[int, int] | None = None  # node index -> registration rank (`@n`)
+
+    def add(self, node: ir.Node) -> None:
+        self.nodes.append(node)
+        if self.wires is not None:
+            self.wires.append(self.cur)
+            k = len(ir.shapes(node.out_shape))
+            self.cur = tuple(range(self.n_values, self.n_values + k))
+            self.n_values += k
+
+    def wire(self) -> None:
+        """Start recording the DAG; the nodes so far are a chain from the input."""
+        if self.wires is not None:
+            return
+        k = len(ir.shapes(self.in_shape))
+        self.n_inputs = self.n_values = k
+        self.cur = tuple(range(k))
+        nodes, self.nodes, self.wires = self.nodes, [], []
+        for node in nodes:
+            self.add(node)
+        self.nodes = nodes
+
+    def wiring(self) -> ir.Wiring | None:
+        return None if self.wires is None else ir.Wiring(self.wires, self.n_inputs, self.cur)
+
+    def rank_list(self) -> list[int] | None:
+        made = self.nodes if self.nodes is not None else self.branches
+        return None if self.ranks is None else [self.ranks.get(i, 0) for i in range(len(made))]
+
+    def finish(self, seq: ir.Seq) -> None:
+        """Give `seq` (whose children these are) its wiring and registration ranks."""
+        seq.wiring = self.wiring()
+        seq.ranks = self.rank_list()
 
 
 class Elaborator:
     def __init__(self, program: Program):
         self.program = program
         self.path: list[str] = []
+        self.calls: list[A.Loc] = []  # the block calls being elaborated, outermost first
         self.depth = 0
         self.memo = _memo_of(program)
         self.cache: dict = {}  # compiled closures of the definition being run (Definition.compiled)
@@ -49,7 +97,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, loc: A.Loc | None, hint: str | None = None) -> ArchError:
-        return ArchError(message, loc, self.path, hint)
+        return ArchError(message, loc, self.path, hint, self.calls)
 
     # ------------------------------------------------------------ expressions
     def evaluate(self, e: A.Expr, env: dict) -> Any:
@@ -97,6 +145,10 @@ class Elaborator:
     def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
         """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
         opdef = REGISTRY[stmt.name]
+        if not opdef.joins and type(shape[0]) is tuple:
+            raise self.error(f"'{stmt.name}' takes one tensor, but the value here is {len(shape)} tensors",
+                             stmt.loc, "name them (-> (a, b)) and continue from one (from a { ... }), "
+                             "or join them (add, mul, cat)")
         key = (stmt.name, _values_key(names, vals))
         attrs = _ATTRS.get(key)
         values: dict = {}
@@ -148,9 +200,11 @@ class Elaborator:
         key = (stmt.name, shape, _values_key(names, vals))
         done = self.memo.get(key)
         if done is not None:
-            return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name)
+            return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name,
+                          done.wiring, done.ranks)
         params, _, defaults = _params_of(d)
         self.path.append(label)
+        self.calls.append(stmt.loc)
         self.depth += 1
         try:
             values = dict(zip(names, vals))
@@ -160,15 +214,25 @@ class Elaborator:
             else:
                 for name, default in defaults:  # defaults may refer to earlier parameters and to `in`
                     inner[name] = values[name] if name in values else default(self, inner)
+            for name, check in _typed_of(d):
+                wanted = check(self, inner, inner[name])
+                if wanted is not None:  # the call's fault: named at the call, in the caller's frame
+                    raise ArchError(f"{stmt.name}: {mismatch(name, inner[name], wanted)}",
+                                    _arg_loc(stmt, params, name), self.path[:-1],
+                                    None if name in values else "this is the parameter's default",
+                                    self.calls[:-1])
             seq = ir.Seq(shape, shape, stmt.loc, tuple(self.path), ir.Body(), role, stmt.name)
             caller, self.cache = self.cache, d.compiled
             try:
-                seq.out_shape = self.run(d.body, inner, shape, _Sink(seq.children))
+                sink = _Sink(seq.children, in_shape=shape)
+                seq.out_shape = self.run(d.body, inner, shape, sink)
+                sink.finish(seq)
             finally:
                 self.cache = caller
             self.memo.put(key, seq)
         finally:
             self.depth -= 1
+            self.calls.pop()
             self.path.pop()
         return seq
 
@@ -179,12 +243,18 @@ class Elaborator:
             shape = step(self, env, shape, sink)
         return shape
 
+    def _plugins(self, loc: A.Loc) -> None:
+        try:
+            load_plugins()
+        except PluginError as e:
+            raise self.error(e.message, loc) from None
+
     def _need_nodes(self, sink: _Sink, loc: A.Loc, what: str):
         if sink.nodes is None:
             raise self.error(f"{what} cannot stand directly inside {sink.what}; wrap it in branch {{ }}", loc)
 
     def _s_Let(self, s: A.Let, env, shape, sink):
-        bind(self, env, s.target, s.unpack, self.evaluate(s.value, env), s.loc)
+        bind(self, env, s.target, self.evaluate(s.value, env), s.loc)
         return shape
 
     def _count(self, e: A.Expr, env) -> int:
@@ -197,10 +267,12 @@ class Elaborator:
         if s.name == "input":
             raise self.error("input(...) may only appear at the top of a network", s.loc)
         self._need_nodes(sink, s.loc, f"'{s.name}'")
+        if s.name not in REGISTRY and s.name not in self.program.definitions:
+            self._plugins(s.loc)  # an op of another package, perhaps
         if s.name in REGISTRY:
             self.path.append(s.name)
             try:
-                node = self._op(s, env, shape)
+                node = self._join(s, env, shape, sink) if REGISTRY[s.name].joins else self._op(s, env, shape)
             finally:
                 self.path.pop()
         elif s.name in self.program.definitions:
@@ -212,12 +284,14 @@ class Elaborator:
             close = difflib.get_close_matches(s.name, known, 1)
             raise self.error(f"unknown op or block '{s.name}'", s.loc,
                              f"did you mean '{close[0]}'?" if close else None)
-        sink.nodes.append(node)
+        sink.add(node)
         return node.out_shape
 
     def _seq(self, stmts, env, shape, loc, what="") -> ir.Seq:
         seq = ir.Seq(shape, shape, loc, tuple(self.path), [])
-        seq.out_shape = self.run(stmts, dict(env), shape, _Sink(seq.children, what=what))
+        sink = _Sink(seq.children, what=what, in_shape=shape)
+        seq.out_shape = self.run(stmts, dict(env), shape, sink)
+        sink.finish(seq)
         return seq
 
     def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
@@ -257,7 +331,7 @@ class Elaborator:
         finally:
             self.path.pop()
         gain = None if gain is False else float(gain)
-        sink.nodes.append(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
+        sink.add(ir.Residual(shape, body.out_shape, s.loc, tuple(self.path), body, short,
                                       bool(f["drop_path"]), gain, bool(f["per_channel"]) and gain is not None,
                                       bool(f["shortcut_first"])))
         return body.out_shape
@@ -273,7 +347,7 @@ class Elaborator:
         self._need_nodes(sink, s.loc, "parallel")
         if s.join not in ("sum", "concat"):
             raise self.error(f"parallel joins by 'sum' or 'concat', not '{s.join}'", s.loc)
-        seqs = self._bound_branches(s, env, shape, "parallel")
+        seqs, ranks = self._bound_branches(s, env, shape, "parallel")
         outs = [b.out_shape for b in seqs]
         if s.join == "sum":
             if any(o != outs[0] for o in outs):
@@ -281,7 +355,7 @@ class Elaborator:
             out = outs[0]
         else:
             out = self._concat_shape(outs, s.loc)
-        sink.nodes.append(ir.Parallel(shape, out, s.loc, tuple(self.path), s.join, seqs))
+        sink.add(ir.Parallel(shape, out, s.loc, tuple(self.path), s.join, seqs, ranks))
         return out
 
     def _concat_shape(self, outs, loc) -> ir.Shape:
@@ -289,9 +363,11 @@ class Elaborator:
             raise self.error("concat of unequal spatial sizes: " + ", ".join(_fmt(o) for o in outs), loc)
         return (sum(o[0] for o in outs), outs[0][1], outs[0][2])
 
-    def _bound_branches(self, s, env, shape, what, inputs=None) -> list[ir.Seq]:
+    def _bound_branches(self, s, env, shape, what, inputs=None) -> tuple[list[ir.Seq], list[int] | None]:
+        """The branches' sequences, and their registration ranks (None: in order)."""
         collected: list[_Bound] = []
-        self.run(s.body, dict(env), shape, _Sink(branches=collected, what=what))
+        branch_sink = _Sink(branches=collected, what=what)
+        self.run(s.body, dict(env), shape, branch_sink)
         if not collected:
             raise self.error(f"{what} needs at least one branch {{ }}", s.loc)
         if inputs is not None and len(inputs) != len(collected):
@@ -303,7 +379,7 @@ class Elaborator:
                 seqs.append(self._seq(b.branch.body, b.env, inputs[i] if inputs else shape, b.branch.loc))
             finally:
                 self.path.pop()
-        return seqs
+        return seqs, branch_sink.rank_list()
 
     def _s_Split(self, s: A.Split, env, shape, sink):
         self._need_nodes(sink, s.loc, "split")
@@ -318,9 +394,9 @@ class Elaborator:
                 or sum(sizes) != c):
             raise self.error(f"split sizes {sizes!r} must be positive integers summing to the "
                              f"input channels ({c})", s.loc)
-        seqs = self._bound_branches(s, env, shape, "split", [(x, shape[1], shape[2]) for x in sizes])
+        seqs, ranks = self._bound_branches(s, env, shape, "split", [(x, shape[1], shape[2]) for x in sizes])
         out = self._concat_shape([b.out_shape for b in seqs], s.loc)
-        sink.nodes.append(ir.Split(shape, out, s.loc, tuple(self.path), list(sizes), seqs))
+        sink.add(ir.Split(shape, out, s.loc, tuple(self.path), list(sizes), seqs, ranks))
         return out
 
     def _s_Gate(self, s: A.Gate, env, shape, sink):
@@ -335,8 +411,77 @@ class Elaborator:
         if g[0] != shape[0] or g[1:] not in ((1, 1), shape[1:]):
             raise self.error(f"gate body gives {_fmt(g)}, which cannot scale an input of {_fmt(shape)}",
                              s.loc, "a gate's body must give (C, 1, 1) or the input shape")
-        sink.nodes.append(ir.Gate(shape, shape, s.loc, tuple(self.path), body))
+        sink.add(ir.Gate(shape, shape, s.loc, tuple(self.path), body))
         return shape
+
+    # ------------------------------------------------------------ named values
+    def _s_NameValue(self, s: A.NameValue, env, shape, sink):
+        self._need_nodes(sink, s.loc, "-> (naming a value)")
+        sink.wire()
+        named = [Tensor(c, h, w, vid, sink) for vid, (c, h, w) in zip(sink.cur, ir.shapes(shape))]
+        bind(self, env, s.target, tuple(named) if ir.is_multi(shape) else named[0], s.loc)
+        return shape
+
+    def _switch(self, value, sink: _Sink, loc: A.Loc) -> ir.Shape:
+        """Make `value` (a named tensor, or a tuple or list of them) the value so far."""
+        tensors: list[Tensor] = []
+        todo = [value]
+        while todo:
+            v = todo.pop()
+            if isinstance(v, Tensor):
+                tensors.append(v)
+            elif isinstance(v, (list, tuple)) and v:
+                todo.extend(reversed(v))
+            else:
+                raise self.error(f"expected a named tensor (or several), got a {type_name(v)}", loc,
+                                 "name a value with -> x after the statements that make it")
+        for t in tensors:
+            if t.owner is not sink:
+                raise self.error("this tensor was named in another body (a block, section, branch or "
+                                 "residual); a named value is used in the body that names it", loc)
+        sink.wire()
+        sink.cur = tuple(t.vid for t in tensors)
+        return tensors[0].shape if len(tensors) == 1 else tuple(t.shape for t in tensors)
+
+    def _s_Order(self, s: A.Order, env, shape, sink):
+        made = sink.nodes if sink.nodes is not None else sink.branches  # a layer, or a branch
+        if not made:
+            raise self.error("@n follows the layer (or branch) whose registration rank it sets", s.loc)
+        if type(s.rank) is not int:
+            raise self.error(f"a registration rank is a whole number, not {s.rank!r}", s.loc)
+        if sink.ranks is None:
+            sink.ranks = {}
+        sink.ranks[len(made) - 1] = s.rank
+        return shape
+
+    def _s_From(self, s: A.From, env, shape, sink):
+        self._need_nodes(sink, s.loc, "from")
+        shape = self._switch(self.evaluate(s.value, env), sink, s.value.loc)
+        if s.body is None:
+            return shape
+        outer = env.get("$in")
+        env["$in"] = in_shape(shape)  # `in` in the body: the value it starts from
+        try:
+            return self.run(s.body, env, shape, sink)
+        finally:
+            env["$in"] = outer
+
+    def _join(self, s: A.Call, env, shape, sink) -> ir.Shape:
+        """A join (add, mul, cat): its leading tensor arguments, if any, are its inputs."""
+        args = list(s.args)
+        inputs = []
+        while args and args[0].name is None:
+            v = self.evaluate(args[0].value, env)
+            if not (isinstance(v, Tensor) or (isinstance(v, (list, tuple)) and v
+                                              and all(isinstance(x, Tensor) for x in v))):
+                break
+            inputs.append(v)
+            args.pop(0)
+        if inputs:
+            shape = self._switch(inputs, sink, s.args[0].loc)
+        fields, required = _signature(s.name)
+        values = self._bind_args(s.name, fields, args, env, s.loc, required)
+        return self._make_op(s, tuple(values), tuple(values.values()), shape)
 
     def _s_Section(self, s: A.Section, env, shape, sink):
         raise self.error(f"'{s.kind}' sections may only appear at the top level of a network", s.loc)
@@ -362,6 +507,12 @@ class Elaborator:
             else:
                 raise ArchError(f"network '{d.name}' needs parameter '{p.name}'", p.loc,
                                 hint=f"set params.{p.name} in the config")
+        for name, check in _typed_of(d):  # with every parameter bound, as a block's are
+            wanted = check(self, env, env[name])
+            if wanted is not None:
+                p = next(p for p in d.params if p.name == name)
+                raise ParamError(f"network '{d.name}': {mismatch(name, env[name], wanted)}",
+                                 p.loc, name, name in params)
         net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
         stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
         state = {"shape": None, "stem": None, "head": None}
@@ -384,11 +535,12 @@ class Elaborator:
                 self._network_body(s.then if self.evaluate(s.test, env) else s.other, env, net, stages, state)
             elif isinstance(s, A.For):
                 for item in iterate(self, self.evaluate(s.iterable, env), s.iterable.loc):
-                    bind(self, env, s.target, s.unpack, item, s.loc)
+                    bind(self, env, s.target, item, s.loc)
                     self._network_body(s.body, env, net, stages, state)
             elif isinstance(s, A.Repeat):
                 for i in range(self._count(s.count, env)):
-                    env[s.var] = i
+                    if s.var is not None:
+                        env[s.var] = i
                     self._network_body(s.body, env, net, stages, state)
             elif isinstance(s, A.Call) and s.name == "input":
                 if state["shape"] is not None or stages.children or state["stem"]:
@@ -424,17 +576,23 @@ class Elaborator:
             self.path.append("head")
             seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "head")
         try:
-            sink = _Sink(seq.children, what=s.kind)
+            sink = _Sink(seq.children, what=s.kind, in_shape=shape)
             inner = dict(env)
             if s.count is not None:
                 for i in range(self._count(s.count, env)):
-                    inner[s.var] = i
+                    if s.var is not None:
+                        inner[s.var] = i
+                    inner["$in"] = in_shape(shape)  # each repetition's own input
                     shape = self.run(s.body, inner, shape, sink)
             else:
                 shape = self.run(s.body, inner, shape, sink)
         finally:
             self.path.pop()
         seq.out_shape = shape
+        sink.finish(seq)
+        if s.kind == "head" and (seq.wiring is not None or seq.ranks is not None):
+            raise self.error("the head is a chain of layers (timm's forward_head splits it at its pool); "
+                             "name values inside a block or a stage", s.loc)
         state["shape"] = shape
         env["$in"] = in_shape(shape)
         if s.kind == "stem":
@@ -484,6 +642,34 @@ def _frozen(v: Any) -> Any:
     return (t, v)
 
 
+def _typed_of(d: A.Definition) -> list[tuple[str, Any]]:
+    """(name, check) of a definition's typed parameters (kept in d.compiled)."""
+    key = ("typed", id(d))
+    hit = d.compiled.get(key)
+    if hit is None:
+        hit = d.compiled[key] = [(p.name, check_of(p.type, d.compiled)) for p in d.params if p.type is not None]
+    return hit
+
+
+def _arg_loc(stmt: A.Call, params: list[str], name: str) -> A.Loc:
+    """Where a call gives parameter `name` (the call itself when a default does)."""
+    positional = [a for a in stmt.args if a.name is None]
+    i = params.index(name)
+    if i < len(positional):
+        return positional[i].loc
+    return next((a.loc for a in stmt.args if a.name == name), stmt.loc)
+
+
+class ParamError(ArchError):
+    """A network parameter's value does not fit its declared type; `from_config`
+    when the value came from the config (the API then names the key)."""
+
+    def __init__(self, message: str, loc: A.Loc, param: str, from_config: bool):
+        super().__init__(message, loc)
+        self.param = param
+        self.from_config = from_config
+
+
 def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, Any]]]:
     """A block's parameter names, the required ones, and (name, compiled
     default) in order (kept in d.compiled)."""
@@ -528,10 +714,17 @@ def forget_blocks() -> None:
 
 
 def check_names(program: Program) -> None:
-    """A definition may not take the name of a primitive op (nor `input`)."""
+    """A definition may not take the name of a primitive op (nor `input`), and
+    its parameters' types must name known types."""
     for d in program.definitions.values():
         if d.name in REGISTRY or d.name in RESERVED:
             raise ArchError(f"'{d.name}' is a primitive op and cannot be redefined", d.loc)
+        for p in d.params:
+            for bad in unknown_types(p.type) if p.type is not None else ():
+                if bad.name in KNOWN_TYPES.split(", "):
+                    raise ArchError(f"only list takes an element type, not {bad.name}", bad.loc)
+                raise ArchError(f"unknown type '{bad.name}'", bad.loc,
+                                f"types: {KNOWN_TYPES}, or literal values joined by |")
 
 
 def _memo_of(program: Program) -> _BlockMemo:
@@ -574,8 +767,8 @@ def _structural(s: A.Stmt) -> Step:
 
 def _let(s: A.Let) -> Step:
     value = _compile(s.value)
-    if not s.unpack:
-        name = s.target[0]
+    if type(s.target) is str:
+        name = s.target
 
         def let(el, env, shape, sink):
             env[name] = value(el, env)
@@ -583,7 +776,7 @@ def _let(s: A.Let) -> Step:
         return let
 
     def let_unpack(el, env, shape, sink):
-        bind(el, env, s.target, True, value(el, env), s.loc)
+        bind(el, env, s.target, value(el, env), s.loc)
         return shape
     return let_unpack
 
@@ -607,10 +800,13 @@ def _for(s: A.For) -> Step:
     iterable, body = _compile(s.iterable), _steps(s.body)
 
     def for_(el, env, shape, sink):
+        outer = env.get("$in")
         for item in iterate(el, iterable(el, env), s.iterable.loc):
-            bind(el, env, s.target, s.unpack, item, s.loc)
+            bind(el, env, s.target, item, s.loc)
+            env["$in"] = in_shape(shape)  # `in`: this iteration's input
             for step in body:
                 shape = step(el, env, shape, sink)
+        env["$in"] = outer
         return shape
     return for_
 
@@ -619,10 +815,14 @@ def _repeat(s: A.Repeat) -> Step:
     body, var = _steps(s.body), s.var
 
     def repeat(el, env, shape, sink):
+        outer = env.get("$in")
         for i in range(el._count(s.count, env)):
-            env[var] = i
+            if var is not None:
+                env[var] = i
+            env["$in"] = in_shape(shape)  # `in`: this repetition's input
             for step in body:
                 shape = step(el, env, shape, sink)
+        env["$in"] = outer
         return shape
     return repeat
 
@@ -646,6 +846,8 @@ def _call(s: A.Call) -> Step:
     if name == "input":
         return generic
     if name in REGISTRY:
+        if REGISTRY[name].joins:  # its arguments may be tensors
+            return generic
         plan = _arg_plan(*_signature(name), s.args)
         if plan is None:
             return generic
@@ -661,7 +863,7 @@ def _call(s: A.Call) -> Step:
                 node = el._make_op(s, names, vals, shape)
             finally:
                 el.path.pop()
-            nodes.append(node)
+            sink.add(node)
             return node.out_shape
         return op
 
@@ -686,7 +888,7 @@ def _call(s: A.Call) -> Step:
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
         node = el._enter_block(s, d, names, vals, shape, role, label)
-        nodes.append(node)
+        sink.add(node)
         return node.out_shape
     return block
 
@@ -705,7 +907,7 @@ def _signature(op: str) -> tuple[list[str], set[str]]:
 
 
 def _fmt(shape: ir.Shape) -> str:
-    return "(%d, %d, %d)" % shape
+    return " + ".join("(%d, %d, %d)" % s for s in ir.shapes(shape))
 
 
 def elaborate(program: Program, params: dict[str, Any], network: str | None = None,

@@ -1,6 +1,11 @@
-"""The IR: a series-parallel tree of primitive ops with static shapes.
+"""The IR: a tree of primitive ops with static shapes, whose sequences may
+wire their children as a DAG of named values.
 
-Nothing here is PyTorch. Shapes are (C, H, W) for one sample.
+Nothing here is PyTorch. Shapes are (C, H, W) for one sample; a value of
+several tensors (a block's several inputs or outputs) has a tuple of shapes.
+Most sequences are chains (each child takes the previous one's output); a
+sequence whose body names values (`-> x`, `from x { }`, joins of named
+values) carries a `Wiring` saying which values each child takes.
 """
 from __future__ import annotations
 
@@ -32,6 +37,51 @@ class Body(list):
     __slots__ = ("costed",)
 
 
+def is_multi(shape) -> bool:
+    """Is `shape` the shapes of several tensors (a tuple of (C, H, W))?"""
+    return type(shape[0]) is tuple
+
+
+def shapes(shape) -> tuple[Shape, ...]:
+    """The single shapes of a value: one, or each of several tensors'."""
+    return shape if type(shape[0]) is tuple else (shape,)
+
+
+def fmt_shape(shape) -> str:
+    """CxHxW, or CxHxW+CxHxW+... for several tensors."""
+    return "+".join("x".join(map(str, s)) for s in shapes(shape))
+
+
+@dataclass(slots=True)
+class Wiring:
+    """Which values each child of a sequence takes. Values are numbered: the
+    sequence's inputs first (0, or 0..k-1 for k tensors), then every child's
+    outputs in order (one id per tensor it gives)."""
+
+    inputs: list[tuple[int, ...]]  # per child: the value ids it takes (several: as a tuple)
+    n_inputs: int
+    outputs: tuple[int, ...]  # the sequence's result (several: a tuple)
+
+    def consumers(self) -> dict[int, int]:
+        """How many children read each value (the result counts as a reader)."""
+        count: dict[int, int] = {}
+        for ids in [*self.inputs, self.outputs]:
+            for i in ids:
+                count[i] = count.get(i, 0) + 1
+        return count
+
+
+def chain_wiring(seq: "Seq") -> Wiring:
+    """The wiring of a chain: each child takes what the one before it gave."""
+    cur = tuple(range(len(shapes(seq.in_shape))))
+    n, inputs = len(cur), []
+    for c in seq.children:
+        inputs.append(cur)
+        k = len(shapes(c.out_shape))
+        cur, n = tuple(range(n, n + k)), n + k
+    return Wiring(inputs, len(shapes(seq.in_shape)), cur)
+
+
 @dataclass(slots=True)
 class Seq(Node):
     children: list[Node] = field(default_factory=list)
@@ -39,12 +89,25 @@ class Seq(Node):
     # | "stage" | "block" | "head" | None for a plain sequence.
     role: str | None = None
     name: str | None = None  # block or network name, for display
+    wiring: Wiring | None = None  # None: a chain
+    # Registration rank per child (`@n` in the spec): the module registers its
+    # children by rank, then by position; None: in order.
+    ranks: list[int] | None = None
+
+    def registered(self) -> list[int]:
+        """The children's indices in the order the module registers them."""
+        return _by_rank(self.ranks, len(self.children))
 
     @property
     def is_block(self) -> bool:
         """A block call's body. Equal calls (same block, arguments and input
         shape) share one `children` list: elaboration and costing do each once."""
         return self.name is not None and self.role in ("block", None)
+
+
+def _by_rank(ranks: list[int] | None, n: int) -> list[int]:
+    """Indices 0..n-1 by registration rank, then position."""
+    return list(range(n)) if ranks is None else sorted(range(n), key=lambda i: (ranks[i], i))
 
 
 @dataclass(slots=True)
@@ -71,13 +134,21 @@ class Residual(Node):
 @dataclass(slots=True)
 class Parallel(Node):
     join: str  # "sum" | "concat"
-    branches: list[Seq]
+    branches: list[Seq]  # joined in this order
+    ranks: list[int] | None = None  # registration rank per branch (`branch { } @n`); None: in order
+
+    def registered(self) -> list[int]:
+        return _by_rank(self.ranks, len(self.branches))
 
 
 @dataclass(slots=True)
 class Split(Node):
     sizes: list[int]
     branches: list[Seq]  # results are concatenated
+    ranks: list[int] | None = None  # as Parallel's
+
+    def registered(self) -> list[int]:
+        return _by_rank(self.ranks, len(self.branches))
 
 
 @dataclass(slots=True)
@@ -89,14 +160,18 @@ def walk(node: Node) -> Iterator[Node]:
     """Pre-order traversal, in the order the module registers parameters."""
     yield node
     if isinstance(node, Seq):
+        if node.ranks is not None:
+            for i in node.registered():
+                yield from walk(node.children[i])
+            return
         for c in node.children:
             yield from walk(c)
     elif isinstance(node, Residual):
         for _, part in node.parts():
             yield from walk(part)
     elif isinstance(node, (Parallel, Split)):
-        for b in node.branches:
-            yield from walk(b)
+        for i in node.registered():
+            yield from walk(node.branches[i])
     elif isinstance(node, Gate):
         yield from walk(node.body)
 
@@ -134,7 +209,7 @@ def _visit(out: list, node: Node, prefix: str, stop) -> None:
             return
         if node.role == "stage":
             dot += "blocks."
-        for i, c in enumerate(node.children):
+        for i, c in enumerate(node.children):  # in the order they run
             _visit(out, c, dot + str(i), stop)
     elif t is Residual:
         for part_name, part in node.parts():

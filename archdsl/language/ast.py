@@ -122,7 +122,7 @@ class ListExpr(Expr):
 @dataclass(slots=True)
 class ListComp(Expr):
     element: Expr
-    target: list[str]
+    target: Any  # as Let's
     iterable: Expr
     condition: Expr | None
 
@@ -135,8 +135,7 @@ class Stmt:
 
 @dataclass(slots=True)
 class Let(Stmt):
-    target: list[str]  # one name, or several for tuple unpacking
-    unpack: bool
+    target: Any  # a name (str), or a list of targets to unpack into (nested: (i, (a, b)))
     value: Expr
 
 
@@ -149,8 +148,7 @@ class If(Stmt):
 
 @dataclass(slots=True)
 class For(Stmt):
-    target: list[str]
-    unpack: bool
+    target: Any  # as Let's
     iterable: Expr
     body: list[Stmt]
 
@@ -158,7 +156,7 @@ class For(Stmt):
 @dataclass(slots=True)
 class Repeat(Stmt):
     count: Expr
-    var: str
+    var: str | None  # `repeat n { }` names no counter
     body: list[Stmt]
 
 
@@ -202,6 +200,22 @@ class Branch(Stmt):
 
 
 @dataclass(slots=True)
+class NameValue(Stmt):
+    target: Any  # as Let's: the value so far, named (unpacked when it is several tensors)
+
+
+@dataclass(slots=True)
+class From(Stmt):
+    value: Expr  # a named tensor, or a tuple or list of them
+    body: list[Stmt] | None  # None: only switch to that value
+
+
+@dataclass(slots=True)
+class Order(Stmt):
+    rank: Any  # the registration rank of the layer before it (a whole number)
+
+
+@dataclass(slots=True)
 class Call(Stmt):
     name: str
     args: list[Arg]
@@ -209,10 +223,29 @@ class Call(Stmt):
 
 # ----------------------------------------------------------------- top level
 @dataclass(slots=True)
+class TypeAlt:
+    """One alternative of a parameter type: a named type with bounds
+    (`int >= 1`, `list[float > 0]`), or a literal value (name None)."""
+
+    loc: Loc
+    name: str | None  # int, float, bool, str, list, any; None: `literal`
+    literal: Expr | None
+    bounds: list[tuple[str, Expr]]  # (comparison, bound): value <op> bound must hold
+    item: TypeSpec | None  # list[item]
+
+
+@dataclass(slots=True)
+class TypeSpec:
+    loc: Loc
+    alternatives: list[TypeAlt]
+
+
+@dataclass(slots=True)
 class Param:
     loc: Loc
     name: str
     default: Expr | None
+    type: TypeSpec | None = None
 
 
 @dataclass(slots=True)

@@ -67,6 +67,8 @@ def _scalar(kind: type) -> Decoder:
 
 
 def _literal(v, file):
+    if type(v) is list:  # a tuple target: names, nested
+        return [_literal(x, file) for x in v]
     if type(v) not in _LITERALS:
         raise BadData(f"a constant cannot be {type(v).__name__}")
     return v

@@ -1,9 +1,15 @@
 """One error type for everything a user can get wrong, rendered like a compiler.
 
-    recipes/regnet.arch:12:5: groups (3) must divide input channels (32)
+    blocks/regnet.arch:12:5: groups (3) must divide input channels (32)
         conv(mid, 3, groups: 3)
         ^
+      spec traceback (innermost last):
+        recipes/regnet.arch:25:7: regnet_block(w, stride: 2 if j == 0 else 1, ...)
+        blocks/regnet.arch:12:5: conv(mid, 3, groups: 3) bn relu
       in regnet › stages.1 › blocks.0 (regnet_block) › conv
+
+An error inside a block lists every block call that led to it, from the
+outermost spec down, so the file the user edited is always named.
 """
 from __future__ import annotations
 
@@ -15,12 +21,13 @@ SOURCES: dict[str, str] = {}
 
 class ArchError(Exception):
     def __init__(self, message: str, loc: Loc | None = None, path: list[str] | None = None,
-                 hint: str | None = None):
+                 hint: str | None = None, calls: list[Loc] | None = None):
         super().__init__(message)
         self.message = message
         self.loc = loc
         self.path = list(path) if path else []
         self.hint = hint
+        self.calls = list(calls) if calls else []  # block call sites, outermost first
 
     def render(self) -> str:
         head = f"{self.loc}: {self.message}" if self.loc else f"error: {self.message}"
@@ -33,6 +40,9 @@ class ArchError(Exception):
                     line = src[self.loc.line - 1]
                     lines.append("    " + line.expandtabs(1))
                     lines.append("    " + " " * (self.loc.column - 1) + "^")
+        if self.calls:
+            lines.append("  spec traceback (innermost last):")
+            lines += [f"    {where}: {_line(where)}" for where in self.calls + ([self.loc] if self.loc else [])]
         if self.path:
             lines.append("  in " + " › ".join(self.path))
         if self.hint:
@@ -41,6 +51,13 @@ class ArchError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def _line(loc: Loc) -> str:
+    """The source line at `loc`, stripped."""
+    text = SOURCES.get(loc.file)
+    src = text.splitlines() if text is not None else []
+    return src[loc.line - 1].strip() if 1 <= loc.line <= len(src) else ""
 
 
 class ConfigError(ArchError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from archdsl.language import ast as A
@@ -30,8 +30,23 @@ class InputShape:
     w: int
 
 
-def in_shape(shape: tuple[int, int, int]) -> InputShape:
-    """The value of `in` for `shape`."""
+@dataclass(frozen=True)
+class Tensor(InputShape):
+    """A named live tensor (`-> x`): its shape (x.c, x.h, x.w) and which
+    value of which body it is."""
+
+    vid: int = 0
+    owner: Any = field(default=None, compare=False, hash=False)  # the body that named it
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.c, self.h, self.w)
+
+
+def in_shape(shape) -> InputShape | tuple[InputShape, ...]:
+    """The value of `in` for `shape` (a tuple of them for several tensors)."""
+    if type(shape[0]) is tuple:
+        return tuple(InputShape(*s) for s in shape)
     return InputShape(*shape)
 
 
@@ -47,14 +62,15 @@ CMPS = {
 
 def type_name(v: Any) -> str:
     return {bool: "bool", int: "int", float: "float", str: "string", list: "list",
-            tuple: "tuple", InputShape: "shape"}.get(type(v), type(v).__name__)
+            tuple: "tuple", InputShape: "shape", Tensor: "tensor"}.get(type(v), type(v).__name__)
 
 
-def compiled(e: A.Expr, cache: dict) -> Fn:
-    """`e`'s closure, kept in `cache` (its Definition.compiled)."""
+def compiled(e: A.Expr, cache: dict, compile: Callable[[Any], Any] | None = None) -> Fn:
+    """`e`'s closure (by `compile`, default the expression compiler), kept in
+    `cache` (its Definition.compiled)."""
     fn = cache.get(id(e))
     if fn is None:
-        fn = cache[id(e)] = _compile(e)
+        fn = cache[id(e)] = (compile or _compile)(e)
     return fn
 
 
@@ -68,15 +84,16 @@ def iterate(el, value, loc):
     return value
 
 
-def bind(el, env: dict, names: list[str], unpack: bool, value, loc) -> None:
-    if not unpack:
-        env[names[0]] = value
+def bind(el, env: dict, target, value, loc) -> None:
+    """Bind `target` — a name, or a (nested) list of targets — to `value`."""
+    if type(target) is str:
+        env[target] = value
         return
-    if not isinstance(value, (list, tuple)) or len(value) != len(names):
+    if not isinstance(value, (list, tuple)) or len(value) != len(target):
         n = len(value) if isinstance(value, (list, tuple)) else 1
-        raise el.error(f"cannot unpack {n} value(s) into {len(names)} names", loc)
-    for n, v in zip(names, value):
-        env[n] = v
+        raise el.error(f"cannot unpack {n} value(s) into {len(target)} names", loc)
+    for t, v in zip(target, value):
+        bind(el, env, t, v, loc)
 
 
 # ------------------------------------------------------------------ compilers
@@ -269,13 +286,12 @@ def _list(e: A.ListExpr) -> Fn:
 def _list_comp(e: A.ListComp) -> Fn:
     iterable, element = _compile(e.iterable), _compile(e.element)
     condition = None if e.condition is None else _compile(e.condition)
-    unpack = len(e.target) > 1
 
     def f(el, env):
         out = []
         for item in iterate(el, iterable(el, env), e.iterable.loc):
             inner = dict(env)
-            bind(el, inner, e.target, unpack, item, e.loc)
+            bind(el, inner, e.target, item, e.loc)
             if condition is None or condition(el, inner):
                 out.append(element(el, inner))
         return out

@@ -120,9 +120,36 @@ class _ToAst(Transformer):
 
     @_located
     def param(self, loc, ch):
-        # An optional group with a keyword leaves one placeholder per item: the
-        # value, when present, is always last.
-        return A.Param(loc, str(ch[0]), ch[-1] if len(ch) > 1 else None)
+        # NAME, then the optional type and default (None placeholders when absent).
+        rest = [c for c in ch[1:] if c is not None]
+        typ = next((c for c in rest if isinstance(c, A.TypeSpec)), None)
+        default = next((c for c in rest if not isinstance(c, A.TypeSpec)), None)
+        return A.Param(loc, str(ch[0]), default, typ)
+
+    @_located
+    def ptype(self, loc, ch):
+        return A.TypeSpec(loc, list(ch))
+
+    @_located
+    def type_name(self, loc, ch):
+        item = ch[1] if len(ch) > 1 and isinstance(ch[1], A.TypeSpec) else None
+        rest = [c for c in ch[1:] if c is not None and not isinstance(c, A.TypeSpec)]
+        bounds = [(str(rest[i].children[0]), rest[i + 1]) for i in range(0, len(rest), 2)]
+        return A.TypeAlt(loc, str(ch[0]), None, bounds, item)
+
+    @_located
+    def type_literal(self, loc, ch):
+        tok = ch[0]
+        value = self.string([tok]) if tok.type == "STRING" else self.number([tok])
+        return A.TypeAlt(loc, None, value, [], None)
+
+    @_located
+    def type_true(self, loc, ch):
+        return A.TypeAlt(loc, None, A.Const(loc, True), [], None)
+
+    @_located
+    def type_false(self, loc, ch):
+        return A.TypeAlt(loc, None, A.Const(loc, False), [], None)
 
     @_located
     def body(self, loc, ch):
@@ -131,8 +158,7 @@ class _ToAst(Transformer):
     # ---- statements
     @_located
     def let(self, loc, ch):
-        names, unpack = ch[0]
-        return A.Let(loc, names, unpack, ch[1])
+        return A.Let(loc, ch[0], ch[1])
 
     @_located
     def if_stmt(self, loc, ch):
@@ -143,16 +169,16 @@ class _ToAst(Transformer):
 
     @_located
     def for_stmt(self, loc, ch):
-        names, unpack = ch[0]
-        return A.For(loc, names, unpack, ch[1], ch[2])
+        return A.For(loc, ch[0], ch[1], ch[2])
 
     @_located
     def repeat(self, loc, ch):
-        return A.Repeat(loc, ch[0], str(ch[1]), ch[2])
+        # Without `as`, the optional group leaves a placeholder per item (two).
+        return A.Repeat(loc, ch[0], None if ch[1] is None else str(ch[1]), ch[-1])
 
     @_located
     def repeat_clause(self, loc, ch):
-        return (ch[0], str(ch[1]))
+        return (ch[0], None if ch[1] is None else str(ch[1]))
 
     @_located
     def section(self, loc, ch):
@@ -181,6 +207,18 @@ class _ToAst(Transformer):
         return A.Branch(loc, ch[0])
 
     @_located
+    def name_value(self, loc, ch):
+        return A.NameValue(loc, ch[0])
+
+    @_located
+    def from_stmt(self, loc, ch):
+        return A.From(loc, ch[0], ch[1] if len(ch) > 1 else None)
+
+    @_located
+    def order(self, loc, ch):
+        return A.Order(loc, self.number([ch[0]]).value)  # the elaborator wants a whole number
+
+    @_located
     def call(self, loc, ch):
         return A.Call(loc, str(ch[0]), ch[1] or [])
 
@@ -199,8 +237,9 @@ class _ToAst(Transformer):
 
     @_located
     def target(self, loc, ch):
-        names = [str(c) for c in ch]
-        return names, len(ch) > 1 or False
+        # `(a)` is the name a; `(a, b)` and nested tuples unpack.
+        items = [c if isinstance(c, list) else str(c) for c in ch]
+        return items if len(items) > 1 else items[0]
 
     # ---- expressions
     @_located
@@ -304,9 +343,9 @@ class _ToAst(Transformer):
 
     @_located
     def listcomp(self, loc, ch):
-        element, (names, _), iterable = ch[:3]
+        element, target, iterable = ch[:3]
         condition = ch[3] if len(ch) == 4 else None
-        return A.ListComp(loc, element, names, iterable, condition)
+        return A.ListComp(loc, element, target, iterable, condition)
 
 
 def _expected(tokens) -> str:

@@ -1,4 +1,5 @@
-"""2-D convolution (grouped, dilated, strided; symmetric or TensorFlow "same" padding)."""
+"""2-D convolution (grouped, dilated, strided; symmetric or TensorFlow "same"
+padding). Kernel, stride, dilation and padding are an int or a pair (h, w)."""
 from __future__ import annotations
 
 import math
@@ -9,35 +10,57 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
+from archdsl.ops.registry import (Attrs, Cost, LowerContext, NonNegPair, OpDef, PosPair, Shape, ShapeError,
+                                  fmt, hw, register)
 
 
 class ConvAttrs(Attrs):
     out: int = Field(gt=0, description="output channels")
-    k: int = Field(gt=0, description="kernel size")
-    stride: int = Field(1, gt=0)
+    k: PosPair = Field(description="kernel size: an int or (h, w)")
+    stride: PosPair = 1
     groups: int = Field(1, gt=0)
-    dilation: int = Field(1, gt=0)
+    dilation: PosPair = 1
     bias: bool = False
-    # None: symmetric ((stride-1) + dilation*(k-1)) // 2; an int; or "same":
-    # TensorFlow's rule, out = ceil(in / stride), the extra pixel at the end.
-    padding: int | Literal["same"] | None = Field(None, description="default: symmetric")
+    # None: symmetric ((stride-1) + dilation*(k-1)) // 2 per axis; an int or
+    # (h, w); or "same": TensorFlow's rule, out = ceil(in / stride), the extra
+    # pixel at the end.
+    padding: NonNegPair | Literal["same"] | None = Field(None, description="default: symmetric")
 
 
-def padding(a: ConvAttrs) -> int:
-    if isinstance(a.padding, int):
-        return a.padding
-    return ((a.stride - 1) + a.dilation * (a.k - 1)) // 2
+def pads(a: ConvAttrs) -> tuple[int, int]:
+    """The (h, w) padding on each side (the symmetric one for "same")."""
+    if a.padding is not None and a.padding != "same":
+        return hw(a.padding)
+    return tuple(((s - 1) + d * (k - 1)) // 2
+                 for k, s, d in zip(hw(a.k), hw(a.stride), hw(a.dilation)))
+
+
+def padding(a: ConvAttrs) -> int | tuple[int, int]:
+    """The padding nn.Conv2d takes: an int when both axes agree, else (h, w)."""
+    ph, pw = pads(a)
+    return ph if ph == pw else (ph, pw)
+
+
+def square(a: ConvAttrs) -> bool:
+    """Are kernel, stride, dilation and padding the same on both axes?"""
+    return not any(isinstance(v, tuple) for v in (a.k, a.stride, a.dilation, a.padding))
 
 
 def _same_is_symmetric(a: ConvAttrs) -> bool:
-    return a.stride == 1 and (a.dilation * (a.k - 1)) % 2 == 0
+    return all(s == 1 and (d * (k - 1)) % 2 == 0
+               for k, s, d in zip(hw(a.k), hw(a.stride), hw(a.dilation)))
 
 
-def _out_size(size: int, a: ConvAttrs) -> int:
+def _out_size(size: int, axis: int, a: ConvAttrs) -> int:
+    k, s, d = hw(a.k)[axis], hw(a.stride)[axis], hw(a.dilation)[axis]
     if a.padding == "same":
-        return math.ceil(size / a.stride)
-    return (size + 2 * padding(a) - a.dilation * (a.k - 1) - 1) // a.stride + 1
+        return math.ceil(size / s)
+    return (size + 2 * pads(a)[axis] - d * (k - 1) - 1) // s + 1
+
+
+def _kernel(a: ConvAttrs) -> str:
+    kh, kw = hw(a.k)
+    return f"{kh}x{kw}"
 
 
 def shape(a: ConvAttrs, x: Shape) -> Shape:
@@ -46,14 +69,15 @@ def shape(a: ConvAttrs, x: Shape) -> Shape:
         raise ShapeError(f"groups ({a.groups}) must divide the input channels ({c})")
     if a.out % a.groups:
         raise ShapeError(f"groups ({a.groups}) must divide the output channels ({a.out})")
-    oh, ow = _out_size(h, a), _out_size(w, a)
+    oh, ow = _out_size(h, 0, a), _out_size(w, 1, a)
     if oh <= 0 or ow <= 0:
-        raise ShapeError(f"a {a.k}x{a.k} kernel with stride {a.stride} leaves no output on a {h}x{w} input")
+        raise ShapeError(f"a {_kernel(a)} kernel with stride {fmt(a.stride)} leaves no output on a {h}x{w} input")
     return (a.out, oh, ow)
 
 
 def cost(a: ConvAttrs, x: Shape, y: Shape) -> Cost:
-    per_out = (x[0] // a.groups) * a.k * a.k
+    kh, kw = hw(a.k)
+    per_out = (x[0] // a.groups) * kh * kw
     params = a.out * per_out + (a.out if a.bias else 0)
     return Cost(params=params, macs=y[0] * y[1] * y[2] * per_out)
 
@@ -79,4 +103,5 @@ def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
 
 
 CONV = register(OpDef("conv", ConvAttrs, shape, cost, lower,
-                      'conv(out, k, stride: 1, groups: 1, dilation: 1, bias: false, padding: auto | int | "same")'))
+                      'conv(out, k, stride: 1, groups: 1, dilation: 1, bias: false, padding: auto | int | "same"); '
+                      "k, stride, dilation, padding: an int or (h, w)"))

@@ -1,11 +1,11 @@
-"""Normalization."""
+"""Normalization: batch norm, group norm."""
 from __future__ import annotations
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
 
 
 class BatchNormAttrs(Attrs):
@@ -32,3 +32,27 @@ def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module
 
 
 BN = register(OpDef("bn", BatchNormAttrs, shape, cost, lower, "bn(eps: 1e-5, momentum: 0.1, zero_init: false)"))
+
+
+class GroupNormAttrs(Attrs):
+    groups: int = Field(gt=0, description="channel groups normalized together")
+    eps: float = Field(1e-5, gt=0)
+    affine: bool = True
+
+
+def group_shape(a: GroupNormAttrs, x: Shape) -> Shape:
+    if x[0] % a.groups:
+        raise ShapeError(f"groups ({a.groups}) must divide the channels ({x[0]})")
+    return x
+
+
+def group_cost(a: GroupNormAttrs, x: Shape, y: Shape) -> Cost:
+    return Cost(params=2 * x[0] if a.affine else 0)  # per-channel gamma and beta
+
+
+def lower_group(a: GroupNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
+    return nn.GroupNorm(a.groups, x[0], eps=a.eps, affine=a.affine)
+
+
+register(OpDef("group_norm", GroupNormAttrs, group_shape, group_cost, lower_group,
+               "group_norm(groups, eps: 1e-5, affine: true)"))

@@ -7,17 +7,53 @@ backend `lower`, so report and module are derived from the same definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # A tensor's shape for one sample, (C, H, W): what shape rules take and give.
 Shape = tuple[int, int, int]
 
 
 def numel(shape: Shape) -> int:
+    """Elements of a tensor of `shape` (of every tensor, for a tuple of shapes)."""
+    if type(shape[0]) is tuple:
+        return sum(c * h * w for c, h, w in shape)
     c, h, w = shape
     return c * h * w
+
+
+def _spread(v: Any) -> Any:
+    # An int (or anything not a sequence) stands for both axes; the element
+    # check then reports a bad value as int fields always have.
+    if not isinstance(v, (tuple, list)):
+        return (v, v)
+    if len(v) != 2:
+        raise ValueError(f"expected an int or a pair (h, w), got {len(v)} values")
+    return v
+
+
+def _squash(v: tuple[int, int]) -> int | tuple[int, int]:
+    # Equal axes are stored as one int, so (3, 3) and 3 are one attribute value.
+    return v[0] if v[0] == v[1] else v
+
+
+# A per-axis attribute (kernel, stride, dilation, padding): an int for both
+# axes or a pair (h, w); stored as an int when both axes agree.
+PosPair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]],
+                    BeforeValidator(_spread), AfterValidator(_squash)]
+NonNegPair = Annotated[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]],
+                       BeforeValidator(_spread), AfterValidator(_squash)]
+
+
+def hw(v: int | tuple[int, int]) -> tuple[int, int]:
+    """A per-axis attribute's (h, w)."""
+    return (v, v) if isinstance(v, int) else v
+
+
+def fmt(v: int | tuple[int, int]) -> str:
+    """A per-axis attribute as the spec writes it: 3 or (1, 7)."""
+    return str(v) if isinstance(v, int) else f"({v[0]}, {v[1]})"
 
 
 class Attrs(BaseModel):
@@ -57,6 +93,12 @@ class OpDef:
     # Attributes fixed by an alias, e.g. `relu` is `act` with fn="relu".
     preset: tuple[tuple[str, Any], ...] = ()
     canonical: str | None = None  # the op an alias stands for
+    # Takes several tensors at once (a tuple value: add, mul, cat); the shape
+    # rule then gets a tuple of shapes. Every other op takes one tensor.
+    joins: bool = False
+    # Autograd may keep the op's output for its backward (sigmoid, tanh, ELU, …):
+    # the next op must not overwrite it in place.
+    keeps_output: bool = False
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -66,7 +108,7 @@ def register(opdef: OpDef, aliases: dict[str, dict[str, Any]] | None = None) -> 
     REGISTRY[opdef.name] = opdef
     for alias, preset in (aliases or {}).items():
         REGISTRY[alias] = OpDef(alias, opdef.attrs, opdef.shape, opdef.cost, opdef.lower,
-                                opdef.doc, tuple(preset.items()), opdef.name)
+                                opdef.doc, tuple(preset.items()), opdef.name, opdef.joins, opdef.keeps_output)
     return opdef
 
 

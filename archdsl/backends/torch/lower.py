@@ -6,8 +6,9 @@ import contextlib
 import torch
 from torch import nn
 
-from archdsl.backends.torch.modules import (DropPath, Gate, ParallelConcat, ParallelSum, Residual,
+from archdsl.backends.torch.modules import (DropPath, Gate, Graph, ParallelConcat, ParallelSum, Residual,
                                             SplitConcat, Stage)
+from archdsl.backends.torch.modules import branches as make_branches
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY, LowerContext
 
@@ -18,15 +19,20 @@ def _passes_input(node: ir.Node) -> bool:
     """Does this node return its input itself (identity, dropout, an empty sequence)?"""
     if isinstance(node, ir.Op):
         return node.kind in _PASS_THROUGH
+    if isinstance(node, ir.Seq) and node.wiring is not None:  # a DAG: assume it may
+        return True
     if isinstance(node, ir.Seq):
         return all(_passes_input(c) for c in node.children)
     return False
 
 
 def _fresh(node: ir.Node) -> bool:
-    """Does this node return a tensor that nothing else holds? (in-place safety)"""
+    """Does this node return a tensor that nothing else holds, nor autograd
+    keeps for a backward pass? (in-place safety)"""
     if isinstance(node, ir.Op):
-        return node.kind not in _PASS_THROUGH
+        return node.kind not in _PASS_THROUGH and not REGISTRY[node.kind].keeps_output
+    if isinstance(node, ir.Seq) and node.wiring is not None:  # a DAG may return a value it read
+        return False
     if isinstance(node, ir.Seq):  # what its last child that computes returns
         last = next((c for c in reversed(node.children) if not _passes_input(c)), None)
         return last is not None and _fresh(last)
@@ -57,14 +63,17 @@ class _Lowering:
                             n.out_shape[0] if n.gain_per_channel else 0, _fresh(n.body))
         if isinstance(n, ir.Parallel):
             branches = [self.seq(b) for b in n.branches]
-            return ParallelSum(branches) if n.join == "sum" else ParallelConcat(branches)
+            held = make_branches(branches, n.registered())
+            return ParallelSum(held) if n.join == "sum" else ParallelConcat(held)
         if isinstance(n, ir.Split):
-            return SplitConcat(n.sizes, [self.seq(b) for b in n.branches])
+            return SplitConcat(n.sizes, make_branches([self.seq(b) for b in n.branches], n.registered()))
         if isinstance(n, ir.Gate):
             return Gate(self.seq(n.body))
         raise TypeError(f"unknown IR node {type(n).__name__}")
 
     def children(self, seq: ir.Seq) -> list[nn.Module]:
+        if seq.wiring is not None:  # a value may have several readers: nothing runs in place
+            return [self.node(c) for c in seq.children]
         out = []
         fresh = False  # the sequence's input is not its own to overwrite
         for c in seq.children:
@@ -73,8 +82,14 @@ class _Lowering:
                 fresh = _fresh(c)
         return out
 
-    def seq(self, seq: ir.Seq) -> nn.Sequential:
-        return nn.Sequential(*self.children(seq))
+    def seq(self, seq: ir.Seq) -> nn.Module:
+        """A chain as nn.Sequential; a sequence that names values as a Graph."""
+        modules = self.children(seq)
+        if seq.wiring is None and seq.ranks is None:
+            return nn.Sequential(*modules)
+        w = seq.wiring or ir.chain_wiring(seq)
+        gives = [len(ir.shapes(c.out_shape)) for c in seq.children]
+        return Graph(modules, w.inputs, gives, w.n_inputs, w.outputs, seq.registered())
 
 
 class Network(nn.Module):
@@ -92,7 +107,7 @@ class Network(nn.Module):
         self.spec = spec  # the IR it was built from: archdsl.deploy rewrites it
         self.drop_path_rate = drop_path_rate
         self.stem = low.seq(stem_ir)
-        self.stages = nn.Sequential(*[Stage(low.children(s)) for s in stages_ir.children])
+        self.stages = nn.Sequential(*[Stage(low.seq(s)) for s in stages_ir.children])
         self.head = low.seq(head_ir)
         # Layers of the head before global pooling belong to forward_features.
         kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
@@ -112,7 +127,8 @@ class Network(nn.Module):
         if stem_ir.children:
             info.append(dict(num_chs=stem_ir.out_shape[0], reduction=h // stem_ir.out_shape[1], module="stem"))
         for i, s in enumerate(stages_ir.children):
-            info.append(dict(num_chs=s.out_shape[0], reduction=h // s.out_shape[1], module=f"stages.{i}"))
+            out = ir.shapes(s.out_shape)[0]  # a stage of several streams: its first
+            info.append(dict(num_chs=out[0], reduction=h // out[1], module=f"stages.{i}"))
         return info
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,10 +65,31 @@ class Residual(nn.Module):
         return s + y
 
 
-class ParallelSum(nn.Module):
-    def __init__(self, branches: list[nn.Module]):
+class Branches(nn.Module):
+    """Branches registered in a given order (the state dict's), named and run
+    in the order written."""
+
+    def __init__(self, branches: list[nn.Module], registered: list[int]):
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        for i in registered:
+            self.add_module(str(i), branches[i])
+        self.run = list(branches)  # a plain list: not registered twice
+
+    def __iter__(self):
+        return iter(self.run)
+
+
+def branches(modules: list[nn.Module], registered: list[int] | None = None) -> nn.Module:
+    """A ModuleList, or Branches when registration order differs from the written one."""
+    if registered is None or registered == sorted(registered):
+        return nn.ModuleList(modules)
+    return Branches(modules, registered)
+
+
+class ParallelSum(nn.Module):
+    def __init__(self, branches: nn.Module):
+        super().__init__()
+        self.branches = branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
@@ -79,9 +100,9 @@ class ParallelSum(nn.Module):
 
 
 class ParallelConcat(nn.Module):
-    def __init__(self, branches: list[nn.Module]):
+    def __init__(self, branches: nn.Module):
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        self.branches = branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([b(x) for b in self.branches], dim=1)
@@ -90,10 +111,10 @@ class ParallelConcat(nn.Module):
 class SplitConcat(nn.Module):
     """Split channels into parts, run one branch on each, concatenate."""
 
-    def __init__(self, sizes: list[int], branches: list[nn.Module]):
+    def __init__(self, sizes: list[int], branches: nn.Module):
         super().__init__()
         self.sizes = list(sizes)
-        self.branches = nn.ModuleList(branches)
+        self.branches = branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = torch.split(x, self.sizes, dim=1)
@@ -114,10 +135,41 @@ class Gate(nn.Module):
         return x * self.body(x)
 
 
-class Stage(nn.Module):
-    def __init__(self, blocks: list[nn.Module]):
+class Graph(nn.Module):
+    """Children that take and give named values (ir.Wiring): value 0.. are the
+    input's tensors, then each child's outputs in turn. Children are named
+    0, 1, ... as nn.Sequential names them, so a chain and a DAG of the same
+    layers have the same state dict."""
+
+    def __init__(self, children: list[nn.Module], takes: list[tuple[int, ...]], gives: list[int],
+                 n_inputs: int, outputs: tuple[int, ...], registered: list[int] | None = None):
         super().__init__()
-        self.blocks = nn.Sequential(*blocks)
+        # Registered in `registered` order (the state dict's), run in the order written.
+        for i in registered if registered is not None else range(len(children)):
+            self.add_module(str(i), children[i])
+        self.steps = list(children)  # a plain list: not registered twice
+        self.takes = [list(t) for t in takes]  # per child: the value ids it reads
+        self.gives = list(gives)  # per child: how many tensors it returns
+        self.n_inputs = n_inputs
+        self.outputs = list(outputs)
+
+    def forward(self, x):
+        values = list(x) if self.n_inputs > 1 else [x]
+        for m, takes, gives in zip(self.steps, self.takes, self.gives):
+            y = m(values[takes[0]] if len(takes) == 1 else tuple(values[i] for i in takes))
+            if gives == 1:
+                values.append(y)
+            else:
+                values.extend(y)
+        if len(self.outputs) == 1:
+            return values[self.outputs[0]]
+        return tuple(values[i] for i in self.outputs)
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: nn.Module):
+        super().__init__()
+        self.blocks = blocks  # an nn.Sequential, or a Graph when the stage names values
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)

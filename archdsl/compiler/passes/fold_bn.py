@@ -17,18 +17,67 @@ def _is(node: ir.Node | None, kind: str) -> bool:
     return isinstance(node, ir.Op) and node.kind == kind
 
 
+def _folded(conv: ir.Op, bn: ir.Op, origins: Origins) -> ir.Op:
+    new = replace(conv, attrs=conv.attrs.model_copy(update={"bias": True}))
+    return origins.derive(new, Fold(origins[conv], origins[bn]))
+
+
 def fold_bn(spec: ir.Seq, origins: Origins) -> ir.Seq:
     def fold(node: ir.Node) -> ir.Node:
         if not isinstance(node, ir.Seq):
             return node
+        if node.wiring is not None:
+            return _fold_wired(node, origins)
         kids: list[ir.Node] = []
-        for c in node.children:
+        kept: list[int] = []  # the index each kept child had (its registration rank goes with it)
+        for i, c in enumerate(node.children):
             prev = kids[-1] if kids else None
             if _is(c, "bn") and _is(prev, "conv"):
-                conv = replace(prev, attrs=prev.attrs.model_copy(update={"bias": True}))
-                kids[-1] = origins.derive(conv, Fold(origins[prev], origins[c]))
+                kids[-1] = _folded(prev, c, origins)
             else:
                 kids.append(c)
-        return node if len(kids) == len(node.children) else origins.copied(replace(node, children=kids), node)
+                kept.append(i)
+        if len(kids) == len(node.children):
+            return node
+        ranks = None if node.ranks is None else [node.ranks[i] for i in kept]
+        return origins.copied(replace(node, children=kids, ranks=ranks), node)
 
     return bottom_up(spec, fold, origins)
+
+
+def _fold_wired(node: ir.Seq, origins: Origins) -> ir.Seq:
+    """In a DAG, a BN folds into the conv whose output it alone reads; the
+    values are then renumbered without the BN's."""
+    w = node.wiring
+    gives, n = [], w.n_inputs
+    for c in node.children:
+        k = len(ir.shapes(c.out_shape))
+        gives.append(tuple(range(n, n + k)))
+        n += k
+    producer = {g[0]: i for i, g in enumerate(gives) if len(g) == 1}
+    readers = w.consumers()
+    into: dict[int, int] = {}  # conv child -> the bn child folded into it
+    for i, c in enumerate(node.children):
+        if _is(c, "bn") and len(w.inputs[i]) == 1:
+            v = w.inputs[i][0]
+            j = producer.get(v)
+            if j is not None and _is(node.children[j], "conv") and readers[v] == 1:
+                into[j] = i
+    if not into:
+        return node
+    dropped = set(into.values())
+    remap = {v: v for v in range(w.n_inputs)}
+    kids, inputs, kept, next_id = [], [], [], w.n_inputs
+    for i, c in enumerate(node.children):
+        if i in dropped:  # the BN's output is the folded conv's
+            remap[gives[i][0]] = remap[w.inputs[i][0]]
+            continue
+        kept.append(i)
+        kids.append(_folded(c, node.children[into[i]], origins) if i in into else c)
+        inputs.append(tuple(remap[v] for v in w.inputs[i]))
+        for v in gives[i]:
+            remap[v] = next_id
+            next_id += 1
+    wiring = ir.Wiring(inputs, w.n_inputs, tuple(remap[v] for v in w.outputs))
+    ranks = None if node.ranks is None else [node.ranks[i] for i in kept]
+    return origins.copied(replace(node, children=kids, wiring=wiring, ranks=ranks), node)

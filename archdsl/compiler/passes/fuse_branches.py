@@ -15,13 +15,15 @@ from archdsl.compiler import ir
 from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Sum
 from archdsl.compiler.passes.rewrite import bottom_up
 from archdsl.ops import REGISTRY
-from archdsl.ops.conv import ConvAttrs, _same_is_symmetric, padding
+from archdsl.ops.conv import ConvAttrs, _same_is_symmetric, padding, square
 
 
 def _linear_ops(seq: ir.Seq | None) -> list[ir.Op] | None:
     """The conv or bn a linear branch consists of ([] for the identity); None if not linear."""
     if seq is None:
         return []
+    if seq.wiring is not None:  # a DAG of named values is no chain of linear ops
+        return None
     ops: list[ir.Op] = []
     for c in seq.children:
         if isinstance(c, ir.Seq):
@@ -53,6 +55,8 @@ def _fused(node: ir.Node, branches: list[ir.Seq | None], origins: Origins) -> ir
     if any(t is None for t in terms):
         return node
     convs = [t[0] for t in terms if t and t[0].kind == "conv"]
+    if not all(square(c.attrs) for c in convs):  # kernels are aligned on square grids only
+        return node
     geometry = {(c.attrs.stride, c.attrs.groups) for c in convs}
     dilations = {c.attrs.dilation for c in convs if c.attrs.k > 1}  # a 1x1 has none to speak of
     if len(geometry) > 1 or len(dilations) > 1:
