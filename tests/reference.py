@@ -67,12 +67,13 @@ def randomize_small_tensors(model: torch.nn.Module) -> None:
                 p.uniform_(0.5, 1.5)
 
 
-def max_output_difference(preset: str, ref_name: str, seed: int = 0) -> float:
-    """Copy the reference's weights into the compiled preset; compare eval outputs."""
+def max_output_difference(preset: str, ref_name: str, seed: int = 0, res: int | None = None) -> float:
+    """Copy the reference's weights into the compiled preset; compare eval
+    outputs, at the preset's input size or at `res` (both models take any)."""
     torch.manual_seed(seed)
     ref = reference(ref_name).eval()
     randomize_small_tensors(ref)
-    compiled = archdsl.compile(preset)
+    compiled = archdsl.compile(preset, [f"params.res={res}"] if res else [])
     net = compiled.module().eval()
     from_reference(net, ref.state_dict())
     x = torch.randn(2, *compiled.spec.in_shape)

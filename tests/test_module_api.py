@@ -126,3 +126,16 @@ def test_residual_adds_in_place_only_into_a_fresh_body(tmp_path):
     assert training.requires_grad and torch.equal(inference, training)
     training.sum().backward()
     assert net.stages[0].blocks[0].body[0].weight.grad is not None
+
+
+def test_a_1x1_conv_after_the_pool_is_the_classifier(tmp_path):
+    f = tmp_path / "c.arch"
+    f.write_text("network n() { input(3, 16, 16) stage { conv(24, 3) } head { global_pool conv(10, 1, bias: true) } }\n")
+    net = build_module(elaborate(load_program(f), {})).eval()
+    x = torch.randn(2, 3, 16, 16)
+    assert net.num_classes == 10 and isinstance(net.get_classifier(), torch.nn.Conv2d)
+    feats = net.forward_features(x)
+    assert net.forward_head(feats, pre_logits=True).shape == (2, 24)
+    assert net(x).shape == (2, 10)
+    net.reset_classifier(4)
+    assert net(x).shape == (2, 4) and net.num_classes == 4

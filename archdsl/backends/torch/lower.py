@@ -112,7 +112,10 @@ class Network(nn.Module):
         # Layers of the head before global pooling belong to forward_features.
         kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
         self._pool_at = kinds.index("global_pool") if "global_pool" in kinds else len(kinds)
-        linears = [i for i, k in enumerate(kinds) if k == "linear"]
+        # The classifier: the head's last linear, or a 1x1 conv after the pool
+        # (timm's DLA classifies with one).
+        linears = [i for i, (k, c) in enumerate(zip(kinds, head_ir.children)) if k == "linear" or (
+            k == "conv" and i > self._pool_at and c.attrs.k == 1 and c.in_shape[1:] == (1, 1))]
         self._classifier_at = linears[-1] if linears else None
         pre = head_ir.children[self._pool_at - 1].out_shape if self._pool_at else stages_ir.out_shape
         self.num_features = pre[0]
@@ -162,7 +165,12 @@ class Network(nn.Module):
         if self._classifier_at is None:
             raise ValueError("this network has no linear classifier in its head")
         old = self.head[self._classifier_at]
-        new = type(old)(old.in_features, num_classes, bias=old.bias is not None) if num_classes else nn.Identity()
+        if not num_classes:
+            new = nn.Identity()
+        elif isinstance(old, nn.Conv2d):
+            new = nn.Conv2d(old.in_channels, num_classes, 1, bias=old.bias is not None)
+        else:
+            new = type(old)(old.in_features, num_classes, bias=old.bias is not None)
         if num_classes:
             nn.init.normal_(new.weight, std=0.01)
             if new.bias is not None:
