@@ -69,16 +69,21 @@ def randomize_small_tensors(model: torch.nn.Module) -> None:
 
 def max_output_difference(preset: str, ref_name: str, seed: int = 0, res: int | None = None) -> float:
     """Copy the reference's weights into the compiled preset; compare eval
-    outputs, at the preset's input size or at `res` (both models take any)."""
+    outputs, at the preset's input size or at `res` (both models take any).
+    The difference is relative to the outputs' size where that exceeds 1:
+    random statistics make some logits ~1e11, where float rounding in another
+    (equally valid) summation order exceeds any absolute bound."""
     torch.manual_seed(seed)
     ref = reference(ref_name).eval()
     randomize_small_tensors(ref)
     compiled = archdsl.compile(preset, [f"params.res={res}"] if res else [])
-    net = compiled.module().eval()
+    # Every tensor is overwritten by the port: skip our own random init.
+    net = compiled.module(device="meta").to_empty(device="cpu").eval()
     from_reference(net, ref.state_dict())
     x = torch.randn(2, *compiled.spec.in_shape)
     with torch.no_grad():
-        return (net(x) - ref(x)).abs().max().item()
+        ours, theirs = net(x), ref(x)
+        return ((ours - theirs).abs().max() / max(1.0, theirs.abs().max().item())).item()
 
 
 def parity_counts(preset: str, ref_name: str, device: str = "meta") -> dict:
