@@ -1,7 +1,8 @@
 """The `mqa` op and MobileNetV4's blocks against timm's modules, one at a time.
 
 Counts are compared on the meta device, where SDPA decomposes into the two
-matmuls FlopCounterMode counts (its CPU flash kernel is not counted at all).
+matmuls FlopCounterMode counts, and on the CPU, whose flash kernel torch's
+counter counts once archdsl.ops.mhsa has given it the formula it lacks.
 Layer-scale gammas and BN statistics are randomized before comparing
 outputs, so a block whose residual branch is wrong cannot hide behind a
 1e-5 layer scale.

@@ -20,9 +20,9 @@ position.
 Cost. params: the four projections, plus per reduced path a depthwise kernel
 and a BN's affine pair. MACs: the projections and depthwise convs, plus the
 two attention matmuls, q k^T and attn v: heads * HW * H'W' * (key_dim +
-value_dim) — what FlopCounterMode counts for timm's module where SDPA is
-counted (meta device, CUDA; PyTorch's CPU flash kernel is not counted at
-all). Softmax and scaling are not MACs.
+value_dim) — what FlopCounterMode counts for timm's module (on the CPU too
+once archdsl is imported: ops/mhsa.py gives torch's counter the formula its
+CPU flash kernel lacks). Softmax and scaling are not MACs.
 
 Bytes: the report charges this op its weights + input + output, as for any
 op — i.e. it is treated as one fused kernel (projections feeding a

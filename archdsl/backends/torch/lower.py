@@ -13,6 +13,7 @@ from archdsl.compiler import ir
 from archdsl.ops import REGISTRY, LowerContext
 
 _PASS_THROUGH = {"identity", "dropout"}
+_POOLS = {"global_pool", "take_token", "mean_tokens"}  # where the head's features end
 
 
 def _passes_input(node: ir.Node) -> bool:
@@ -111,7 +112,8 @@ class Network(nn.Module):
         self.head = low.seq(head_ir)
         # Layers of the head before global pooling belong to forward_features.
         kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
-        self._pool_at = kinds.index("global_pool") if "global_pool" in kinds else len(kinds)
+        # ... up to the pool: of the map, or of the tokens (a class token, or their mean).
+        self._pool_at = next((i for i, k in enumerate(kinds) if k in _POOLS), len(kinds))
         # The classifier: the head's last linear, or a 1x1 conv after the pool
         # (timm's DLA classifies with one).
         linears = [i for i, (k, c) in enumerate(zip(kinds, head_ir.children)) if k == "linear" or (
