@@ -31,3 +31,20 @@ def program_of(tmp_path):
         forget_blocks()
         return load_program(f)
     return load
+
+
+def small_res(preset: str, want: int = 64) -> int:
+    """`want`, or the smallest input the preset's network declares it takes
+    (`res: int >= 75`: Inception's unpadded convolutions need that much)."""
+    from archdsl.explore.points import Base
+    from archdsl.language import ast as A
+
+    least = want
+    for p in Base(preset).network.params:
+        if p.name != "res" or p.type is None:
+            continue
+        for alt in p.type.alternatives:
+            for op, bound in alt.bounds:
+                if op in (">=", ">") and isinstance(bound, A.Const):
+                    least = max(least, bound.value + (op == ">"))
+    return least

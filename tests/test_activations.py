@@ -4,6 +4,7 @@ forward hooks on each Conv2d and Linear — including the convs that ops such
 as mqa hold inside."""
 import pytest
 import torch
+from conftest import small_res
 
 import archdsl
 
@@ -27,7 +28,7 @@ def measured_activations(net: torch.nn.Module, shape) -> int:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_report_activations_equal_the_modules_conv_and_linear_outputs(preset):
-    overrides = ["params.res=64"]
+    overrides = [f"params.res={small_res(preset)}"]
     compiled = archdsl.compile(preset, overrides)
     net = compiled.module()
     assert compiled.report().total.activations == measured_activations(net, net.input_shape)

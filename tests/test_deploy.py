@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_res
 from reference import counted_macs, n_params
 
 import archdsl
@@ -67,7 +68,7 @@ def count(module: torch.nn.Module, kind: type) -> int:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_deploys_to_the_same_function(preset):
-    overrides = [f"params.res={RES}"]
+    overrides = [f"params.res={small_res(preset, RES)}"]
     net = trained(archdsl.compile(preset, overrides).module())
     deployed = archdsl.deploy(net)
     shape = net.input_shape
