@@ -19,6 +19,18 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture
+def one_thread():
+    """1 torch thread for the test: on a small shared machine 2 intra-op threads
+    stall on barriers whenever another process holds a core (bench/README.md)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def program_of(tmp_path):
     """program_of(text): the Program of an .arch text (written to a temporary
     file), with no elaborated block bodies kept from earlier tests."""

@@ -30,14 +30,7 @@ RES = 64  # small, so the zoo runs in about a minute; deploying does not depend 
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On a small shared machine 2 intra-op threads stall on barriers whenever
-    # another process holds a core (bench/README.md); 1 is faster and steady.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -25,12 +25,7 @@ from archdsl.port import from_reference
 SHAPE = (4, 9, 11)  # odd, unequal sides: a swapped axis shows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec_text(body: str, shape=SHAPE, head: str = "", blocks: str = "") -> str:

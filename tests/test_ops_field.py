@@ -22,12 +22,7 @@ from archdsl.ops import REGISTRY
 SHAPE = (4, 9, 11)  # odd, unequal sides: a swapped axis shows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spec_text(body: str, shape=SHAPE, head: str = "") -> str:
