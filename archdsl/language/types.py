@@ -58,6 +58,20 @@ def _compile_alt(a: A.TypeAlt):
     bounds = [(op, CMPS[op], _compile(b)) for op, b in a.bounds]
     item = _compile_type(a.item) if a.item is not None else None
 
+    constant = [(CMPS[op], _constant(b)) for op, b in a.bounds]
+    if item is None and all(c is not _NOT_CONSTANT for _, c in constant):
+        # Bounds that are numbers (nearly all): compared without evaluating
+        # anything, as a type check runs at every block call elaborated.
+        def fits_number(el, env, v):
+            if not kind(v):
+                return False
+            try:
+                return all(cmp(v, c) for cmp, c in constant)
+            except TypeError:
+                return False
+        return fits_number, lambda el, env, v=None: " ".join(
+            [a.name] + [f"{op} {_shown(c)}" for (op, _), (_, c) in zip(a.bounds, constant)])
+
     def fits(el, env, v):
         if not kind(v):
             return False
@@ -75,6 +89,18 @@ def _compile_alt(a: A.TypeAlt):
         bad = None if item is None or not kind(v) else _bad_element(el, env, item, v)
         return text if bad is None else f"{text} (element {bad} is {_shown(v[bad])})"
     return fits, describe
+
+
+_NOT_CONSTANT = object()
+
+
+def _constant(e: A.Expr):
+    """The value of a bound written as a number (or a negated one)."""
+    if isinstance(e, A.Const):
+        return e.value
+    if isinstance(e, A.Neg) and isinstance(e.operand, A.Const) and type(e.operand.value) in (int, float):
+        return -e.operand.value if e.op == "-" else e.operand.value
+    return _NOT_CONSTANT
 
 
 def _bad_element(el, env, item: Check, v) -> int | None:

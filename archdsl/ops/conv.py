@@ -51,11 +51,11 @@ def _same_is_symmetric(a: ConvAttrs) -> bool:
                for k, s, d in zip(hw(a.k), hw(a.stride), hw(a.dilation)))
 
 
-def _out_size(size: int, axis: int, a: ConvAttrs) -> int:
-    k, s, d = hw(a.k)[axis], hw(a.stride)[axis], hw(a.dilation)[axis]
-    if a.padding == "same":
+def _out_size(size: int, k: int, s: int, d: int, p: int | None) -> int:
+    """One axis's output size; p None: "same"."""
+    if p is None:
         return math.ceil(size / s)
-    return (size + 2 * pads(a)[axis] - d * (k - 1) - 1) // s + 1
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _kernel(a: ConvAttrs) -> str:
@@ -69,7 +69,16 @@ def shape(a: ConvAttrs, x: Shape) -> Shape:
         raise ShapeError(f"groups ({a.groups}) must divide the input channels ({c})")
     if a.out % a.groups:
         raise ShapeError(f"groups ({a.groups}) must divide the output channels ({a.out})")
-    oh, ow = _out_size(h, 0, a), _out_size(w, 1, a)
+    k, st, d = a.k, a.stride, a.dilation
+    if type(k) is int and type(st) is int and type(d) is int and type(a.padding) is not tuple:
+        # the common square case, once: shape rules run for every layer elaborated
+        p = None if a.padding == "same" else a.padding if a.padding is not None else ((st - 1) + d * (k - 1)) // 2
+        oh, ow = _out_size(h, k, st, d, p), _out_size(w, k, st, d, p)
+    else:
+        same = a.padding == "same"
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = hw(k), hw(st), hw(d), pads(a)
+        oh = _out_size(h, kh, sh, dh, None if same else ph)
+        ow = _out_size(w, kw, sw, dw, None if same else pw)
     if oh <= 0 or ow <= 0:
         raise ShapeError(f"a {_kernel(a)} kernel with stride {fmt(a.stride)} leaves no output on a {h}x{w} input")
     return (a.out, oh, ow)
