@@ -800,30 +800,31 @@ def _for(s: A.For) -> Step:
     iterable, body = _compile(s.iterable), _steps(s.body)
 
     def for_(el, env, shape, sink):
-        outer = env.get("$in")
-        for item in iterate(el, iterable(el, env), s.iterable.loc):
-            bind(el, env, s.target, item, s.loc)
-            env["$in"] = in_shape(shape)  # `in`: this iteration's input
-            for step in body:
-                shape = step(el, env, shape, sink)
-        env["$in"] = outer
-        return shape
+        items = iterate(el, iterable(el, env), s.iterable.loc)
+        return _iterations(el, env, shape, sink, body,
+                           (bind(el, env, s.target, item, s.loc) for item in items))
     return for_
+
+
+def _iterations(el, env: dict, shape, sink, body: tuple, each) -> ir.Shape:
+    """Run `body` once for each step of `each` (which binds the loop's
+    variables), `in` being each iteration's input; `in` is restored after."""
+    outer = env.get("$in")
+    for _ in each:
+        env["$in"] = in_shape(shape)
+        for step in body:
+            shape = step(el, env, shape, sink)
+    env["$in"] = outer
+    return shape
 
 
 def _repeat(s: A.Repeat) -> Step:
     body, var = _steps(s.body), s.var
 
     def repeat(el, env, shape, sink):
-        outer = env.get("$in")
-        for i in range(el._count(s.count, env)):
-            if var is not None:
-                env[var] = i
-            env["$in"] = in_shape(shape)  # `in`: this repetition's input
-            for step in body:
-                shape = step(el, env, shape, sink)
-        env["$in"] = outer
-        return shape
+        count = range(el._count(s.count, env))
+        return _iterations(el, env, shape, sink, body,
+                           count if var is None else (env.__setitem__(var, i) for i in count))
     return repeat
 
 
