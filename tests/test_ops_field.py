@@ -2,60 +2,25 @@
 geometry, pad, shift, upsample, group_norm, parametric activations, avgmax
 global pooling, softmax. Each is written as a spec, elaborated and built, and
 checked four ways: output shape against the IR, params (module = report),
-MACs (report = FlopCounterMode / 2, on a random input), and values against a
+MACs (report = FlopCounterMode / 2, on a random input and on the meta device;
+tests/op_harness.py), and values against a
 direct torch computation with the module's own weights."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from op_harness import SHAPE, built, spec_text  # noqa: F401 (built: a fixture)
 from reference import n_params
 from torch.utils.flop_counter import FlopCounterMode
 
 import archdsl
-from archdsl.backends.cost import report
 from archdsl.backends.torch.lower import build_module
 from archdsl.compiler.elaborate import elaborate
 from archdsl.language.errors import ArchError
 from archdsl.ops import REGISTRY
 
-SHAPE = (4, 9, 11)  # odd, unequal sides: a swapped axis shows
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def spec_text(body: str, shape=SHAPE, head: str = "") -> str:
-    c, h, w = shape
-    return (f"network n() {{\n  input({c}, {h}, {w})\n  stage {{\n    {body}\n  }}\n"
-            f"  head {{ {head} }}\n}}\n")
-
-
-@pytest.fixture
-def built(program_of):
-    """built(body, shape): (IR, eval module, first op's module, input, output),
-    the output checked against the IR's shape and the report's params and MACs."""
-    def build(body: str, shape=SHAPE, head: str = "", seed: int = 0):
-        spec = elaborate(program_of(spec_text(body, shape, head)), {})
-        torch.manual_seed(seed)
-        net = build_module(spec).eval()
-        with torch.no_grad():  # affine tensors away from their 1 / 0 start
-            for name, p in net.named_parameters():
-                if p.ndim == 1:
-                    p.uniform_(0.5, 1.5) if "bias" not in name else p.uniform_(-0.5, 0.5)
-        x = torch.randn(2, *shape)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            y = net.forward_features(x) if not head else net(x)
-        if head:  # the network flattens a 1x1 output
-            assert y.shape[1:].numel() == math.prod(spec.out_shape)
-        else:
-            assert tuple(y.shape[1:]) == spec.out_shape
-        r = report(spec, "n").total
-        assert r.params == n_params(net)
-        assert r.macs == fc.get_total_flops() // 2 // x.shape[0]
-        first = net.stages[0].blocks[0]
-        return spec, net, first, x, y
-    return build
 
 
 def close(a, b):
