@@ -13,7 +13,7 @@ from torch import nn
 
 from archdsl.backends.torch.lower import Network, build_module
 from archdsl.compiler import ir, passes
-from archdsl.compiler.passes import Expr, Fold, Identity, Sum, Tensors
+from archdsl.compiler.passes import Expr, Fold, Identity, Scaled, Sum, Tensors
 
 
 def _conv(expr: Expr, src: nn.Module, to: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +36,12 @@ def _conv(expr: Expr, src: nn.Module, to: dict) -> tuple[torch.Tensor, torch.Ten
             scale = scale * bn.weight.to(**to)
         shift = bn.bias.to(**to) if bn.bias is not None else 0.0
         return w * scale.reshape(-1, 1, 1, 1), (b - bn.running_mean.to(**to)) * scale + shift
+    if isinstance(expr, Scaled):
+        w, b = _conv(expr.conv, src, to)
+        if isinstance(expr.by, Tensors):  # a layer_scale's gamma, one per output channel
+            g = src.get_submodule(expr.by.name).gamma.to(**to)
+            return w * g.reshape(-1, 1, 1, 1), b * g
+        return w * expr.by, b * expr.by
     if isinstance(expr, Sum):
         w_sum, b_sum = 0.0, 0.0
         for t in expr.terms:

@@ -1,5 +1,6 @@
 """IR passes. `deploy` rewrites a network into its inference form — BatchNorms
-folded into convolutions, sums of linear branches fused into one convolution —
+folded into convolutions, sums of linear branches (a conv, then
+BatchNorms and constant or per-channel scales) fused into one convolution —
 and says where each op of the result gets its tensors (see origins.py)."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from archdsl.compiler import ir
 from archdsl.compiler.passes.fold_bn import fold_bn
 from archdsl.compiler.passes.fuse_branches import fuse_branches
-from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Sum, Tensors
+from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Scaled, Sum, Tensors
 from archdsl.compiler.passes.rewrite import unshared
 
 # Run in turn until nothing changes: a fused sum may be followed by a BN to
@@ -33,5 +34,5 @@ def deploy(spec: ir.Seq) -> Deployed:
             return Deployed(spec, origins.by_name(spec))
 
 
-__all__ = ["DEPLOY_PASSES", "Deployed", "Expr", "Fold", "Identity", "Origins", "Sum", "Tensors", "deploy",
+__all__ = ["DEPLOY_PASSES", "Deployed", "Expr", "Fold", "Identity", "Origins", "Scaled", "Sum", "Tensors", "deploy",
            "fold_bn", "fuse_branches"]

@@ -1,25 +1,33 @@
 """Pass: a sum of linear branches of one input becomes one convolution.
 
-A branch is linear when it is empty (the identity), one convolution, or one
-BatchNorm (identity then BN); `identity` ops and nested sequences are looked
-through. Parallel sums and residuals (shortcut + body; drop path is the
-identity at inference) whose every branch is linear fuse when the convs share
-stride, groups and dilation (1x1 kernels fit any) and their kernels line up
-once zero-padded, centered, to the largest: each kernel's center must sit at
-the same input offset. The identity becomes a conv with a 1 at the center of
-the per-group identity kernel; biases add. Fusing bottom-up fuses nested sums.
+A branch is linear when it is at most one convolution followed by per-channel
+affine ops — BatchNorms, constant `scale`s and learnable `layer_scale`s —
+(no convolution: the identity, then those ops); `identity` ops and nested
+sequences are looked through. Parallel sums and residuals (shortcut + body;
+drop path is the identity at inference) whose every branch is linear fuse
+when the convs share stride, groups and dilation (1x1 kernels fit any) and
+their kernels line up once zero-padded, centered, to the largest: each
+kernel's center must sit at the same input offset. The identity becomes a
+conv with a 1 at the center of the per-group identity kernel; the per-channel
+ops scale (and shift) its output channels; biases add. Fusing bottom-up fuses
+nested sums — RepMixer's `x + gamma * (dw(x) + bn(x) - bn'(x))` becomes one
+depthwise convolution.
 """
 from __future__ import annotations
 
 from archdsl.compiler import ir
-from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Sum
+from archdsl.compiler.passes.origins import Expr, Fold, Identity, Origins, Scaled, Sum
 from archdsl.compiler.passes.rewrite import bottom_up
 from archdsl.ops import REGISTRY
 from archdsl.ops.conv import ConvAttrs, _same_is_symmetric, padding, square
 
 
+_PER_CHANNEL = ("bn", "scale", "layer_scale")  # affine per output channel: they fold into a conv
+
+
 def _linear_ops(seq: ir.Seq | None) -> list[ir.Op] | None:
-    """The conv or bn a linear branch consists of ([] for the identity); None if not linear."""
+    """The ops of a linear branch — at most one conv, first, then per-channel
+    ones ([] for the identity); None if the branch is not linear."""
     if seq is None:
         return []
     if seq.wiring is not None:  # a DAG of named values is no chain of linear ops
@@ -31,11 +39,23 @@ def _linear_ops(seq: ir.Seq | None) -> list[ir.Op] | None:
             if inner is None:
                 return None
             ops += inner
-        elif isinstance(c, ir.Op) and c.kind in ("conv", "bn"):
+        elif isinstance(c, ir.Op) and (c.kind == "conv" or c.kind in _PER_CHANNEL):
             ops.append(c)
         elif not (isinstance(c, ir.Op) and c.kind == "identity"):
             return None
-    return ops if len(ops) <= 1 else None
+    return ops if all(op.kind in _PER_CHANNEL for op in ops[1:]) else None
+
+
+def _term(ops: list[ir.Op], identity: Identity, origins: Origins) -> Expr:
+    """A linear branch's convolution: its conv (or the identity), then each per-channel op folded in."""
+    has_conv = bool(ops) and ops[0].kind == "conv"
+    expr: Expr = origins[ops[0]] if has_conv else identity
+    for op in ops[1:] if has_conv else ops:
+        if op.kind == "bn":
+            expr = Fold(expr, origins[op])
+        else:
+            expr = Scaled(expr, op.attrs.value if op.kind == "scale" else origins[op])
+    return expr
 
 
 def _offset2(a: ConvAttrs) -> int | None:
@@ -75,14 +95,7 @@ def _fused(node: ir.Node, branches: list[ir.Seq | None], origins: Origins) -> ir
     if REGISTRY["conv"].shape(attrs, node.in_shape) != node.out_shape:
         return node
     identity = Identity(c_in, groups)
-    exprs: list[Expr] = []
-    for t in terms:
-        if not t:
-            exprs.append(identity)
-        elif t[0].kind == "bn":
-            exprs.append(Fold(identity, origins[t[0]]))
-        else:
-            exprs.append(origins[t[0]])
+    exprs = [_term(t, identity, origins) for t in terms]
     op = ir.Op(node.in_shape, node.out_shape, node.loc, node.path, "conv", attrs)
     return origins.derive(op, Sum(tuple(exprs), k))
 

@@ -35,13 +35,21 @@ class Fold:
 
 
 @dataclass(frozen=True)
+class Scaled:
+    """A convolution whose outputs are multiplied by a constant (`scale`) or by
+    the per-channel `gamma` of a named module (`layer_scale`)."""
+    conv: "Expr"
+    by: float | Tensors
+
+
+@dataclass(frozen=True)
 class Sum:
     """Convolutions of one input, summed: kernels zero-padded (centered) to k x k, biases added."""
     terms: tuple["Expr", ...]
     k: int
 
 
-Expr = Tensors | Identity | Fold | Sum
+Expr = Tensors | Identity | Fold | Scaled | Sum
 
 
 class Origins:
