@@ -75,4 +75,7 @@ def test_a_duplicate_key_is_refused_as_omegaconf_refuses_it(tmp_path):
     with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key"):
         _parse_yaml("params: {res: 1}\nrecipe: a\nrecipe: b\n")
     (tmp_path / "dup.yaml").write_text("defaults: [resnet18, _self_]\nname: a\nname: b\n")
-    assert quick_compose(tmp_path, "dup", [], conf_dir().resolve()) is None  # Hydra composes, and words it
+    from archdsl.language.errors import ArchError
+    with pytest.raises(ArchError, match="duplicate key name") as e:  # located at the second one
+        quick_compose(tmp_path, "dup", [], conf_dir().resolve())
+    assert str(e.value.loc).endswith("dup.yaml:3:1")

@@ -151,15 +151,22 @@ def test_where_the_cache_lives(tmp_path, monkeypatch):
     assert parsecache.cache_dir() == tmp_path / "home" / ".cache" / "archdsl"
 
 
-def test_the_parser_tables_live_in_the_users_cache_folder(cache, tmp_path, monkeypatch):
-    """lark's table cache is a pickle: never in the shared temp folder lark would pick."""
-    where = parser._tables_file()
-    assert Path(where).parent == cache / "lark"
-    assert (cache / "lark").stat().st_mode & 0o077 == 0  # the user's alone
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    monkeypatch.setenv("ARCHDSL_CACHE_DIR", str(blocker))  # cannot hold a folder: no table cache
-    assert parser._tables_file() is False
+def test_the_parser_tables_come_from_the_package_not_a_pickle(cache, monkeypatch):
+    """lark's table cache is a pickle (code, when loaded): archc keeps its tables in the
+    package instead (archdsl/language/_lalr_tables_data.py), and writes no lark cache."""
+    import pickle
+
+    from archdsl.language import lalr_tables
+
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("a pickle was loaded"))
+    parser._lark.cache_clear()
+    try:
+        parser.parse_text("network n() { input(3, 8, 8) }\n", "<t>")
+    finally:
+        parser._lark.cache_clear()
+    assert not (cache / "lark").exists()
+    from archdsl.language import _lalr_tables_data as stored
+    assert stored.KEY == lalr_tables.grammar_key(), "run: python -m archdsl.language.parser"
 
 
 # ---------------------------------------------------------------- config YAML

@@ -3,12 +3,14 @@ semantics allow it, through Hydra's compose API otherwise)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from archdsl.configs.quick_compose import quick_compose
+from archdsl.configs.quick_compose import quick_compose, yaml_error
+from archdsl.language import budget
 from archdsl.language.ast import Loc
 from archdsl.language.errors import SOURCES, ArchError, ConfigError
-from archdsl.language.resources import conf_dir
+from archdsl.language.resources import conf_dir, user_conf_dir
 
 
 def locate(config: str | Path) -> tuple[Path, str]:
@@ -38,25 +40,89 @@ def open_params(overrides) -> list[str]:
 
     Hydra would ask for `+params.x=v` when the preset leaves x at the recipe's
     default; archc checks parameter names against the network itself instead.
+    The same holds for `limits.x=v` (archdsl.language.budget checks the names).
     """
-    return ["++" + o if o.startswith("params.") and "=" in o else o for o in overrides]
+    return ["++" + o if o.startswith(("params.", "limits.")) and "=" in o else o for o in overrides]
+
+
+def as_typed(overrides, typed=()) -> list[str]:
+    """Hydra's overrides of a job as the user wrote them on the command line `typed`:
+    without the `++` open_params added, and, unless the key was swept, verbatim
+    (a multirun's sweeper rewrites `save_weights=false` as `save_weights=False`)."""
+    kept = {t.split("=")[0] for t in typed if t.startswith("++params.")}
+    verbatim = {t.split("=")[0].lstrip("+~"): t for t in typed
+                if "=" in t and not any(c in t.split("=", 1)[1] for c in ",(")}  # no sweep syntax
+    out = []
+    for o in overrides:
+        key = o.split("=")[0]
+        if key.lstrip("+~") in verbatim:
+            out.append(verbatim[key.lstrip("+~")])
+        else:
+            out.append(o[2:] if o.startswith("++params.") and key not in kept else o)
+    return out
 
 
 def search_path_override(config_dir: Path) -> list[str]:
-    """Let user configs say `defaults: [base]` and reach the bundled groups."""
-    if config_dir.resolve() == conf_dir():
-        return []
-    return [f"hydra.searchpath=[file://{conf_dir()}]"]
+    """Let user configs say `defaults: [base]` and reach the bundled groups,
+    and every config reach the user's folder (a calibrated hardware preset)."""
+    paths = [] if config_dir.resolve() == conf_dir() else [f"file://{conf_dir()}"]
+    paths += [f"file://{d}" for d in user_search_dirs()]
+    return [f"hydra.searchpath=[{','.join(paths)}]"] if paths else []
+
+
+def user_search_dirs() -> list[str]:
+    """The user's config folder, when there is one (resources.user_conf_dir)."""
+    d = user_conf_dir()
+    return [str(d)] if d.is_dir() else []
 
 
 def compose(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> tuple[dict, str, Path]:
     """Compose a config as Hydra does; returns (plain dict, name, dir)."""
+    check_overrides(overrides)
     config_dir, name = locate(config)
     overrides = open_params(list(overrides))
-    data = quick_compose(config_dir, name, overrides, conf_dir())
+    data = quick_compose(config_dir, name, overrides, conf_dir(), user_search_dirs())
     if data is None:
         data = hydra_compose(config_dir, name, overrides)
     return data, name, config_dir
+
+
+def check_overrides(overrides) -> None:
+    """Refuse overrides Hydra would take minutes (or Python's int() a ValueError) to read."""
+    limits = budget.current()
+    for o in overrides:
+        o = str(o)
+        try:
+            o.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another encoding on the command line
+            raise ConfigError("an override is UTF-8 text", override=ascii(o)) from None
+        if len(o) > limits.override_bytes:
+            raise ConfigError(f"an override of {len(o):,} characters is over the limit override_bytes="
+                              f"{limits.override_bytes:,}", override=o[:60] + "…",
+                              hint=limits.hint("override_bytes") + "; or put the value in a config file")
+        longest = max((len(run) for run in _DIGIT_RUNS.findall(o)), default=0)
+        if longest > limits.int_bits // 3 + 2:
+            raise ConfigError(f"a number of {longest:,} digits is over the limit int_bits={limits.int_bits}",
+                              override=o[:60] + ("…" if len(o) > 60 else ""), hint=limits.hint("int_bits"))
+
+
+def preflight(config: str, args: list[str]) -> None:
+    """Compose `archc build`'s config (its sweep's values left out) as `archc cost` would,
+    so that a config error is reported, located, before Hydra runs (Hydra prints a
+    traceback for some). Raises ArchError."""
+    overrides = [a for a in args if "=" in a and not a.startswith("-")
+                 and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    check_overrides(overrides)
+    if overrides:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import HydraException
+
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+        except HydraException:
+            return  # Hydra words its own grammar's errors
+        overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
+    compose(config, overrides)
 
 
 def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
@@ -72,23 +138,25 @@ def hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> dict:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose_api(config_name=name, overrides=overrides + search_path_override(config_dir))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_first_line(e), override=_guilty(e, overrides)) from None
+        guilty = _guilty(e, overrides)
+        # Hydra names the config file; the culprit is its defaults list when it cannot load an entry.
+        key = "defaults" if guilty is None and "Could not load" in str(e) else None
+        raise ConfigError(_first_line(e), key=key, override=guilty) from None
     except yaml.YAMLError as e:  # a config file that is not valid YAML (or repeats a key)
-        raise _yaml_error(e) from None
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def _yaml_error(e: Exception) -> ArchError:
-    """PyYAML's error located at file:line:col (its marks count from 0), the line quoted."""
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    if mark is None or not mark.name or mark.name.startswith("<"):
-        return ConfigError(f"invalid YAML: {problem}")
+        raise yaml_error(e) from None
+    except (ValueError, TypeError, OSError, RecursionError) as e:  # Hydra's words for a bad
+        # defaults list, a group set to a number, a file that is not a mapping, ...
+        raise ConfigError(_first_line(e) or type(e).__name__, override=_guilty(e, overrides)) from None
     try:
-        SOURCES[mark.name] = Path(mark.name).read_text()
-    except OSError:
-        pass
-    return ArchError(f"invalid YAML: {problem}", Loc(mark.name, mark.line + 1, mark.column + 1))
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # an interpolation that does not resolve: ${foo}, ${oc.env:X}
+        raise ConfigError(_first_line(e).split(" full_key:")[0].strip(), key=getattr(e, "full_key", None),
+                          override=_guilty(e, overrides)) from None
+    except RecursionError:
+        raise ConfigError("the config nests too deeply") from None
+
+
+_DIGIT_RUNS = re.compile(r"\d+")
 
 
 def _first_line(e: Exception) -> str:

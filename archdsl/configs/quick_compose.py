@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,12 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf._utils import get_yaml_loader
 
+from archdsl.language import budget
+from archdsl.language.ast import Loc
 from archdsl.language.caches import process_cache
+from archdsl.language.errors import SOURCES, ArchError, ConfigError
 from archdsl.language.parsecache import yaml_data
+from archdsl.language.parser import decode
 
 # path -> (mtime, data, whether it may hold an interpolation)
 _YAML: dict[str, tuple[float, dict, bool]] = process_cache("read")
@@ -35,17 +40,90 @@ def _load(path: str) -> tuple[dict, bool]:
     mtime = os.stat(path).st_mtime
     hit = _YAML.get(path)
     if hit is None or hit[0] != mtime:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_config_text(path)
         if "@package" in text:
             raise _Unsupported
-        data = yaml_data(text, _parse_yaml) or {}
+        try:
+            # Checked as it is loaded, before anything walks it (the cache's writer would).
+            data = yaml_data(text, lambda t: _check_size(_parse_yaml(t), path))
+        except RecursionError:
+            raise ArchError("the YAML nests too deeply", Loc(path, 1, 1), hint=budget.current().hint("nesting")) from None
+        except yaml.YAMLError as e:
+            raise yaml_error(e, path, text) from None
+        data = {} if data is None else data
         if not isinstance(data, dict):
-            raise _Unsupported
+            raise ArchError(f"a config file holds keys and values (a mapping), not {data!r:.40}",
+                            Loc(path, 1, 1))
+        if not isinstance(data.get("defaults", []), list):
+            raise ArchError("`defaults` is a list: defaults: [base, _self_]", Loc(path, 1, 1))
         # (The hydra: section, which only Hydra reads, is left out: see expand.)
         hit = (mtime, data, any(_interpolates(v) for k, v in data.items() if k != "hydra"))
         _YAML[path] = hit
     return _copied(hit[1]), hit[2]
+
+
+def read_config_text(path: str) -> str:
+    """A config file's text: UTF-8, at most the limit config_bytes."""
+    limit = budget.current().config_bytes
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{path} is over the limit config_bytes={limit:,}", hint=budget.current().hint("config_bytes"))
+    text = decode(data, path)
+    SOURCES[path] = text
+    bad = _UNREADABLE.search(text)
+    if bad is not None:  # PyYAML would refuse it unlocated, or Python's int() with a ValueError
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        what = f"a number of {len(bad.group()):,} digits" if bad.group()[0].isdigit() else \
+            f"the control character {bad.group()!r}"
+        raise ArchError(f"a config file cannot hold {what}", Loc(path, line, column),
+                        hint=budget.current().hint("int_bits") if bad.group()[0].isdigit() else None)
+    return text
+
+
+# Control characters YAML refuses (tab, newline and carriage return are YAML's), and
+# digit runs longer than any number archc takes (Python's int() stops at 4300).
+_UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\d{1000,}")
+
+
+def yaml_error(e: Exception, path: str | None = None, text: str | None = None) -> ArchError:
+    """PyYAML's error located at file:line:col (its marks count from 0), the line quoted."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    name = mark.name if mark is not None and mark.name and not mark.name.startswith("<") else path
+    if mark is None or name is None:
+        return ConfigError(f"invalid YAML: {problem}") if path is None else \
+            ArchError(f"invalid YAML: {problem}", Loc(path, 1, 1))
+    if text is None:
+        try:
+            text = Path(name).read_text()
+        except (OSError, UnicodeDecodeError):
+            pass
+    if text is not None:
+        SOURCES[name] = text
+    return ArchError(f"invalid YAML: {problem}", Loc(name, mark.line + 1, mark.column + 1))
+
+
+def _check_size(data, path: str):
+    """Refuse YAML whose values, aliases expanded, are more than the limit config_nodes (a
+    "billion laughs": 9 aliases of 9 aliases of ... read as a few lines, then expand to 10**9)."""
+    limits = budget.current()
+    todo, seen = [(data, 1)], 0
+    while todo:
+        v, depth = todo.pop()
+        seen += 1
+        if seen > limits.config_nodes:
+            raise ArchError(f"more than the limit config_nodes={limits.config_nodes:,} values "
+                            "(YAML aliases count once per use)", Loc(path, 1, 1), hint=limits.hint("config_nodes"))
+        if depth > limits.nesting:
+            raise ArchError(f"nested more than the limit nesting={limits.nesting} deep", Loc(path, 1, 1),
+                            hint=limits.hint("nesting"))
+        if type(v) is dict:
+            todo.extend((x, depth + 1) for x in v.values())
+        elif type(v) is list:
+            todo.extend((x, depth + 1) for x in v)
+    return data
 
 
 def _interpolates(value) -> bool:
@@ -79,10 +157,13 @@ def _yaml_loader() -> type:
         yaml_constructors = omegaconf_loader.yaml_constructors
 
         def construct_mapping(self, node, deep=False):
-            keys = [k.value for k, _ in node.value if k.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG]
-            if len(keys) != len(set(keys)):
-                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
-                                                        "found a duplicate key", node.start_mark)
+            seen = set()
+            for k, _ in node.value:
+                if k.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                    if k.value in seen:  # located at the second one, as OmegaConf's loader does
+                        raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                                f"found duplicate key {k.value}", k.start_mark)
+                    seen.add(k.value)
             return super().construct_mapping(node, deep=deep)
     return Loader
 
@@ -167,12 +248,13 @@ def _overrides_parser():
     return OverridesParser.create()  # building Hydra's ANTLR parser costs ~3 ms
 
 
-def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Path) -> dict | None:
-    """The composed config as a plain dict, or None when Hydra must do it."""
+def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Path, user=()) -> dict | None:
+    """The composed config as a plain dict, or None when Hydra must do it.
+    `user`: folders searched after the bundled one (the user's config folder)."""
     try:
         # No overrides, no parser: importing Hydra for it is ~70 ms of a fresh process.
         parsed = _overrides_parser().parse_overrides(overrides) if overrides else []
-        search = [str(config_dir)] if config_dir == bundled else [str(config_dir), str(bundled)]
+        search = ([str(config_dir)] if config_dir == bundled else [str(config_dir), str(bundled)]) + list(user)
         composer = _Composer(search, {})
         values: list[tuple[Any, str, Any]] = []
         for o in parsed:
@@ -180,6 +262,9 @@ def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Pa
             if o.is_sweep_override() or o.is_delete() or o.package or key.startswith("hydra"):
                 raise _Unsupported
             if "." not in key and not o.is_add() and not o.is_force_add() and composer.is_group(key):
+                if not isinstance(o.value(), str):
+                    raise ConfigError(f"'{key}' is a config group: it takes the name of one of its configs, "
+                                      f"not {o.value()!r}", key=key, override=o.input_line)
                 composer.choices[key] = o.value()
             else:
                 values.append((o, key, o.value()))
@@ -204,5 +289,7 @@ def quick_compose(config_dir: Path, name: str, overrides: list[str], bundled: Pa
             else:
                 node[last] = copy.deepcopy(value)
         return cfg
+    except ArchError:  # ours: located already
+        raise
     except Exception:  # anything unusual: Hydra composes, and words any error
         return None

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from archdsl.configs.quick_compose import read_config_text
 from archdsl.language.errors import ConfigError
 from archdsl.language.resources import conf_dir
 
@@ -159,7 +160,9 @@ def locate_space(space: str | Path) -> Path:
 def load_space(space: str | Path) -> Space:
     path = locate_space(space)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_config_text(str(path))) or {}  # UTF-8, bounded: located errors
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a space file holds keys and values (a mapping), not {data!r:.40}")
         sp = Space.model_validate({**data, "name": path.stem, "path": str(path)})
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from archdsl.backends.units import significant
 from archdsl.build import _write as write_atomic
 
 COST_KEYS = ("params", "macs", "activations", "bytes")
@@ -88,15 +89,17 @@ def to_csv(rows: list[dict]) -> str:
     w = csv.writer(buf)
     w.writerow(cols)
     for r in rows:
-        w.writerow([" ".join(r[c]) if c == "overrides" else _cell(r.get(c)) for c in cols])
+        w.writerow([" ".join(r[c]) if c == "overrides" else _cell(r.get(c), c) for c in cols])
     return buf.getvalue()
 
 
-def _cell(v: Any) -> Any:
+def _cell(v: Any, column: str = "") -> Any:
     if v is None:
         return ""
     if isinstance(v, (list, tuple, dict)):
         return json.dumps(v)
+    if isinstance(v, float):  # roofline times are estimates: 4 digits; others lose float noise only
+        return significant(v, 4 if column.startswith("time_") else 12)
     return v
 
 
@@ -108,6 +111,25 @@ def write(out: Path, rows: list[dict], meta: dict | None = None) -> list[str]:
     doc = {"meta": dict(meta or {}, jobs=len(rows), **counts), "rows": rows}
     write_atomic(out / "summary.json", json.dumps(doc, indent=1, default=str))
     return ["summary.csv", "summary.json"]
+
+
+def refuse_existing(out: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    """An --out folder that already holds files is the user's (or another run's): refuse
+    to write into it unless `overwrite` (the command's `flag`) says so."""
+    from archdsl.language.errors import ArchError
+
+    try:
+        held = sorted(p.name for p in Path(out).iterdir())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise ArchError(f"{out} is a file, not a folder to write into") from None
+    except OSError as e:
+        raise ArchError(f"cannot read {out}: {e.strerror}") from None
+    if held and not overwrite:
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise ArchError(f"{out} already holds files ({shown}); archc would replace some of them",
+                        hint=f"choose another folder, or pass {flag} to write into it anyway")
 
 
 def read(out: Path) -> list[dict]:

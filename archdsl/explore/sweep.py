@@ -9,6 +9,7 @@ jobs in other processes or on other machines (joblib, submitit, Ray).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Outcome:
 
 
 LAST: Outcome | None = None
+MOVED: str | None = None  # where the last multirun went instead of another sweep's folder, and why
 
 
 def expected_jobs(config) -> list[list[str]] | None:
@@ -71,20 +73,64 @@ def scan(sweep_dir: Path) -> dict[tuple, tuple[str, dict, float]]:
     return found
 
 
+def conflict(sweep_dir: Path, expected: set[tuple] | None) -> str | None:
+    """Why running this sweep (its jobs' override keys `expected`) in `sweep_dir`
+    would overwrite another sweep's finished jobs or its summary; None when it
+    would not (an empty folder, this very sweep resumed or grown, or only failed
+    jobs of another, which are computed again anyway)."""
+    if expected is None:
+        return None
+    others = sorted({key for key, (_, res, _) in scan(sweep_dir).items()
+                     if key not in expected and res.get("status") == "ok"})
+    try:
+        rows = json.loads((sweep_dir / "summary.json").read_text())["rows"]
+        others += sorted({_key(r.get("overrides", [])) for r in rows if r.get("status") == "ok"}
+                         - expected - set(others))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    if not others:
+        return None
+    shown = "; ".join(" ".join(k) or "(no overrides)" for k in others[:3]) + (" ..." if len(others) > 3 else "")
+    return f"{sweep_dir} holds another sweep's jobs ({shown})"
+
+
+def beside(sweep_dir: Path) -> Path:
+    """The first free folder next to `sweep_dir`: S-2, S-3, ..."""
+    n = 2
+    while Path(f"{sweep_dir}-{n}").exists():
+        n += 1
+    return Path(f"{sweep_dir}-{n}")
+
+
+def move_sweep(config, new: Path) -> None:
+    """Point the multirun starting with `config` at the folder `new`: the launcher reads
+    hydra.sweep.dir, and each job's config is composed again with hydra.overrides.hydra."""
+    from omegaconf import read_write
+
+    with read_write(config):
+        config.hydra.sweep.dir = str(new)
+        kept = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
+        config.hydra.overrides.hydra = kept + [f"hydra.sweep.dir='{new}'"]
+
+
 def _job_order(job: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in job.split("/"))
 
 
 def collect(sweep_dir: Path, jobs: list[list[str]] | None) -> list[dict]:
-    """One summary row per job of the sweep; a job without a result.json is 'missing'."""
+    """One summary row per job of the sweep; a job without a result.json is 'missing'.
+
+    `job` is the job's number (Hydra's job.num), an int as in every summary;
+    its folder is the row's output_dir.
+    """
     found = scan(sweep_dir)
-    if jobs is None:  # another sweeper: whatever the folder holds
+    if jobs is None:  # another sweeper: whatever the folder holds, in the folders' order
         items = sorted(found.values(), key=lambda x: _job_order(x[0]))
-        return [summary.row(job, res.get("overrides", []), res) for job, res, _ in items]
+        return [summary.row(i, res.get("overrides", []), res) for i, (_, res, _) in enumerate(items)]
     rows = []
     for i, ov in enumerate(jobs):
         hit = found.get(_key(ov))
-        rows.append(summary.row(hit[0] if hit else str(i), ov, hit[1] if hit else None))
+        rows.append(summary.row(i, ov, hit[1] if hit else None))
     return rows
 
 
@@ -110,16 +156,17 @@ def ridge_points(config) -> dict[str, float]:
 class SweepCallback(Callback):
     """Progress while a sweep runs; summary.csv/json and pareto.png in the sweep folder at its end."""
 
-    def __init__(self, hardware: str | None = None, interval: float = 1.0):
+    def __init__(self, hardware: str | None = None, interval: float = 1.0, overwrite: bool = False):
         self.hardware = hardware
         self.interval = interval
+        self.overwrite = overwrite  # run even where another sweep's jobs are (they are replaced)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict:
         # Launchers that run jobs elsewhere pickle the callbacks with the task;
         # the copies there need none of the progress thread's state.
-        return {"hardware": self.hardware, "interval": self.interval}
+        return {"hardware": self.hardware, "interval": self.interval, "overwrite": self.overwrite}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -150,6 +197,14 @@ class SweepCallback(Callback):
         except Exception:  # noqa: BLE001 - Hydra itself reports a bad sweep; progress just has no total
             self.jobs = None
         self.expected = {_key(j) for j in self.jobs} if self.jobs is not None else None
+        why = None if self.overwrite else conflict(self.dir, self.expected)
+        if why is not None and "'" not in str(self.dir):  # before any job runs: the other sweep is left as it is
+            global MOVED
+            new = beside(self.dir)
+            move_sweep(config, new)
+            MOVED = f"note: {why}; this sweep writes beside it, in {new} (archc sweep --overwrite: into it)"
+            print(MOVED, file=sys.stderr)
+            self.dir = new
         self.before_ok = {k for k, (_, res, _) in scan(self.dir).items()
                           if res.get("status") == "ok" and (self.expected is None or k in self.expected)}
         self.meter = Meter(len(self.jobs) if self.jobs is not None else None, "sweep",

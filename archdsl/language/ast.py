@@ -281,3 +281,4 @@ class SourceFile:
     text: str
     uses: list[Use] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
+    nesting: int = 0  # how deep its syntax tree nests (archdsl.language.budget's `nesting`)

@@ -57,7 +57,22 @@ def _cumsum(values) -> list:
 
 
 def _round(x: float, ndigits: int | None = None):
+    # round(5, -10**18) computes 10**(10**18) first: no number has that many digits anyway.
+    if ndigits is not None and isinstance(ndigits, int) and abs(ndigits) > 400:
+        raise ValueError(f"ndigits {ndigits} is out of range (-400..400)")
     return round(x, ndigits) if ndigits is not None else round(x)
+
+
+def _sum(values, start=0):
+    """sum(), joining lists in one pass (Python's sum copies the total once per list)."""
+    if isinstance(start, (list, tuple)):
+        out = list(start)
+        for v in values:
+            if not isinstance(v, (list, tuple)):
+                raise TypeError(f"can only join lists, not {type(v).__name__}")
+            out.extend(v)
+        return out if isinstance(start, list) else tuple(out)
+    return sum(values, start)
 
 
 def _log(x: float, base: float | None = None) -> float:
@@ -68,7 +83,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "min": min, "max": max, "abs": abs, "round": _round,
     "ceil": math.ceil, "floor": math.floor, "log": _log, "log2": math.log2, "sqrt": math.sqrt,
     "int": int, "float": float, "bool": bool, "str": str,
-    "len": len, "range": _range, "zip": lambda *xs: list(zip(*xs)), "sum": sum,
+    "len": len, "range": _range, "zip": lambda *xs: list(zip(*xs)), "sum": _sum,
     "enumerate": lambda xs, start=0: list(enumerate(xs, start)), "list": list,
     "reversed": lambda xs: list(reversed(xs)), "sorted": sorted, "any": any, "all": all,
     "cumsum": _cumsum, "runs": runs, "make_divisible": make_divisible, "quantize": quantize,

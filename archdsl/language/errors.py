@@ -37,9 +37,9 @@ class ArchError(Exception):
             if text is not None:
                 src = text.splitlines()
                 if 1 <= self.loc.line <= len(src):
-                    line = src[self.loc.line - 1]
-                    lines.append("    " + line.expandtabs(1))
-                    lines.append("    " + " " * (self.loc.column - 1) + "^")
+                    line, column = _window(src[self.loc.line - 1].expandtabs(1), self.loc.column)
+                    lines.append("    " + line)
+                    lines.append("    " + " " * (column - 1) + "^")
         if self.calls:
             lines.append("  spec traceback (innermost last):")
             lines += [f"    {where}: {_line(where)}" for where in self.calls + ([self.loc] if self.loc else [])]
@@ -53,11 +53,24 @@ class ArchError(Exception):
         return self.render()
 
 
+_WIDTH = 100  # of a quoted line; a longer one is cut around the column
+
+
+def _window(line: str, column: int) -> tuple[str, int]:
+    """`line` cut to about _WIDTH characters around `column`, and the column in the cut."""
+    if len(line) <= _WIDTH:
+        return line, column
+    start = max(0, min(column - 1 - _WIDTH // 2, len(line) - _WIDTH))
+    cut = line[start:start + _WIDTH]
+    head = "…" if start else ""
+    return head + cut + ("…" if start + _WIDTH < len(line) else ""), column - start + len(head)
+
+
 def _line(loc: Loc) -> str:
     """The source line at `loc`, stripped."""
     text = SOURCES.get(loc.file)
     src = text.splitlines() if text is not None else []
-    return src[loc.line - 1].strip() if 1 <= loc.line <= len(src) else ""
+    return _window(src[loc.line - 1].strip(), 1)[0] if 1 <= loc.line <= len(src) else ""
 
 
 class ConfigError(ArchError):

@@ -16,25 +16,34 @@ Where: $ARCHDSL_CACHE_DIR, else $XDG_CACHE_HOME/archdsl, else ~/.cache/archdsl
 (never next to the specs). ARCHDSL_NO_CACHE=1 turns it off. Any entry that
 cannot be read or written is ignored: the file is parsed as if no cache
 existed. The folder may be deleted at any time.
+
+What is read is checked, as a cache folder may be shared or tampered with:
+the folder must be the user's own and writable by no one else (else the
+cache is not used), an entry must be a regular file of the user's (never a
+link, FIFO or device) of bounded size, and it carries the hash of the text it
+stands for, which must be the text being parsed. A syntax tree is also no
+deeper than the limit `nesting` allows now (a tree stored under a higher
+limit is parsed again, which reports it).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from archdsl.language import ast as A
-from archdsl.language import astdata, parser
+from archdsl.language import astdata, budget, parser
 from archdsl.language.caches import ENV_DIR, home_folder
 from archdsl.language.errors import SOURCES
 from archdsl.language.resources import grammar_path
 
 ENV_OFF = "ARCHDSL_NO_CACHE"
-FORMAT = 2  # bump when the stored form changes
+FORMAT = 3  # bump when the stored form changes
 
 
 def cache_dir() -> Path | None:
@@ -51,35 +60,75 @@ def _folder() -> str | None:
     return home_folder(env.get(ENV_DIR, ""), env.get("XDG_CACHE_HOME", ""), env.get("HOME", ""))
 
 
-def _entry(kind: str, fingerprint: bytes | None, text: str) -> str | None:
+def _entry(kind: str, fingerprint: bytes | None, text: str) -> tuple[str, str] | None:
+    """(the entry's path, the hash of `text` it must carry); None when the cache is off."""
     folder = _folder()
     if folder is None or fingerprint is None:
         return None
-    key = hashlib.sha256(fingerprint + text.encode("utf-8", "surrogatepass")).hexdigest()
-    return os.path.join(folder, kind, key + ".json")
+    data = text.encode("utf-8", "surrogatepass")
+    key = hashlib.sha256(fingerprint + data).hexdigest()
+    return os.path.join(folder, kind, key + ".json"), hashlib.sha256(data).hexdigest()
 
 
-def _read(entry: str, tag: str) -> Any:
-    """The payload of a stored entry; None when it is missing, unreadable or not ours."""
+def _private(folder: str) -> bool:
+    """Is `folder` a real folder of this user's that no one else may write?"""
     try:
-        with open(entry, "rb") as f:
-            data = json.loads(f.read())
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+# An entry is a few times the text it stands for; anything far larger is not ours.
+_MAX_ENTRY = 64 << 20
+
+
+def _read(entry: tuple[str, str], tag: str) -> Any:
+    """The payload of a stored entry; None when it is missing, unreadable, unsafe or not ours."""
+    path, text_hash = entry
+    folder = os.path.dirname(path)
+    if not (_private(folder) and _private(os.path.dirname(folder))):
+        return None
+    try:
+        # No links followed, no waiting on a FIFO: only a regular file of ours is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > _MAX_ENTRY:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = json.loads(f.read(_MAX_ENTRY + 1))
     except (OSError, ValueError, RecursionError):
         return None
-    return data.get("payload") if type(data) is dict and data.get(tag) == FORMAT else None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if type(data) is not dict or data.get(tag) != FORMAT or data.get("text") != text_hash:
+        return None
+    return data.get("payload")
 
 
-def _write(entry: str, tag: str, payload: Any) -> None:
-    data = json.dumps({tag: FORMAT, "payload": payload}, separators=(",", ":"))
-    tmp = None
-    folder = os.path.dirname(entry)
+def _write(entry: tuple[str, str], tag: str, payload: Any) -> None:
+    path, text_hash = entry
     try:
-        os.makedirs(folder, exist_ok=True)
+        data = json.dumps({tag: FORMAT, "text": text_hash, "payload": payload}, separators=(",", ":"))
+    except (ValueError, RecursionError):  # not plain data after all: not cached
+        return
+    tmp = None
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not (_private(folder) and _private(os.path.dirname(folder))):
+            return  # someone else's or shared: nothing of ours goes there
         # Written beside the entry, then renamed over it: a reader sees all or nothing.
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             f.write(data)
-        os.replace(tmp, entry)
+        os.replace(tmp, path)
     except OSError:  # read-only or full disk: the cache is an optimization only
         if tmp is not None:
             try:
@@ -107,25 +156,27 @@ def _ast_fingerprint() -> bytes | None:
 def entry_path(text: str) -> Path | None:
     """Where the parse of spec `text` is stored; None when the cache is off."""
     entry = _entry("ast", _ast_fingerprint(), text)
-    return None if entry is None else Path(entry)
+    return None if entry is None else Path(entry[0])
 
 
 def parse_text(text: str, file: str) -> A.SourceFile:
     """parser.parse_text, through the cache."""
     entry = _entry("ast", _ast_fingerprint(), text)
     if entry is not None:
-        items = _read(entry, AST_TAG)
-        if items is not None:
+        stored = _read(entry, AST_TAG)
+        if type(stored) is dict and type(stored.get("nesting")) is int \
+                and stored["nesting"] <= budget.current().nesting:
             try:
-                src = astdata.file_from_data(items, file, text)
+                src = astdata.file_from_data(stored.get("items"), file, text)
             except (ValueError, RecursionError):  # not a tree this version writes: parse instead
                 src = None
             if src is not None:
+                src.nesting = stored["nesting"]
                 SOURCES[file] = text  # as the parser would: errors quote the line
                 return src
     src = parser.parse_text(text, file)
     if entry is not None:
-        _write(entry, AST_TAG, astdata.file_to_data(src))
+        _write(entry, AST_TAG, {"nesting": src.nesting, "items": astdata.file_to_data(src)})
     return src
 
 

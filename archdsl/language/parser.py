@@ -1,18 +1,17 @@
 """Text -> located syntax tree (archdsl.language.ast), with lark's LALR parser."""
 from __future__ import annotations
 
-import sys
 import threading
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
+from lark.tree import Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from archdsl.language import ast as A
-from archdsl.language.caches import disk_folder
+from archdsl.language import budget
 from archdsl.language.errors import SOURCES, ArchError
-from archdsl.language.resources import grammar_path
 
 # Tokens before which a newline is only layout.
 _GLUE_BEFORE = {"LBRACE", "ELSE", "SHORTCUT"}
@@ -78,12 +77,38 @@ def _first_loc(children, file: str) -> A.Loc | None:
     return None
 
 
-def _located(method):
-    """Give a rule method its location and its children without keyword/punctuation tokens."""
+class TooDeep(Exception):
+    """Nesting over the limit, raised while parsing (parse_text words it)."""
+
+    def __init__(self, loc: A.Loc, depth: int):
+        self.loc, self.depth = loc, depth
+
+
+def _located(method, chain: bool = False):
+    """Give a rule method its location and its children without keyword/punctuation tokens.
+
+    It also measures the nesting of what it builds (1 + its deepest child's;
+    an operator chain `a + b + ...` nests once per operator) and refuses past
+    the limit `nesting`: every later walk of the tree (the parse cache, the
+    compiler, the elaborator) recurses once per level, so the tree's depth
+    is what bounds their use of Python's stack.
+    """
     def wrapper(self, children):
         loc = _first_loc(children, self.file) or A.Loc(self.file, 0, 0)
         kept = [c for c in children if not (isinstance(c, Token) and c.type not in _MEANINGFUL)]
-        return method(self, loc, kept)
+        depths, depth, deepest = self.depths, 1, None
+        for c in kept:
+            hit = depths.get(id(c))
+            if hit is not None and hit[0] is c and hit[1] >= depth:
+                depth, deepest = hit[1] + 1, c
+        if chain:
+            depth += len(kept) // 2
+        if depth > self.max_depth:  # located at the deepest part, where there is one
+            raise TooDeep(getattr(deepest, "loc", None) or loc, depth)
+        out = method(self, loc, kept)
+        if not isinstance(out, (Token, Tree, str)) and not any(out is c for c in kept):  # a child passed up
+            depths[id(out)] = (out, depth)  # the object too: its id is only unique while it lives
+        return out
     wrapper.__name__ = method.__name__
     return wrapper
 
@@ -92,6 +117,8 @@ class _ToAst(Transformer):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.depths: dict[int, tuple] = {}  # id(node) -> (node, its nesting), for one parse
+        self.max_depth = budget.DEFAULT.nesting
 
     # ---- top level
     @_located
@@ -269,13 +296,13 @@ class _ToAst(Transformer):
             left = A.BinOp(loc, str(ch[i]), left, ch[i + 1])
         return left
 
-    @_located
-    def sum(self, loc, ch):
-        return self._chain(loc, ch)
+    def sum(self, children):
+        return self._chained(children)
 
-    @_located
-    def product(self, loc, ch):
-        return self._chain(loc, ch)
+    def product(self, children):
+        return self._chained(children)
+
+    _chained = _located(lambda self, loc, ch: self._chain(loc, ch), chain=True)
 
     @_located
     def neg(self, loc, ch):
@@ -310,8 +337,14 @@ class _ToAst(Transformer):
     @_located
     def number(self, loc, ch):
         text = str(ch[0])
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return A.Const(loc, value)
+        if any(c in text for c in ".eE"):
+            return A.Const(loc, float(text))
+        bits = budget.current().int_bits
+        # int() of a long text is quadratic (Python refuses past 4300 digits): count first.
+        if len(text) > bits // 3 + 2 and (len(text) > 4000 or int(text).bit_length() > bits):
+            raise ArchError(f"integer literal of {len(text):,} digits is over the limit int_bits={bits}",
+                            loc, hint=budget.current().hint("int_bits"))
+        return A.Const(loc, int(text))
 
     @_located
     def string(self, loc, ch):
@@ -358,29 +391,15 @@ def _expected(tokens) -> str:
 @lru_cache(maxsize=1)
 def _lark() -> tuple[Lark, _ToAst]:
     """The parser and the transformer it applies inline (one object, retargeted per file)."""
-    # lark keeps the LALR tables (~8 ms to load, ~60-170 ms to build) in a file
-    # it checks against the grammar; it is a pickle, so it lives in the user's
-    # own cache folder, not in the shared temp folder lark would choose.
-    # Locations come from tokens (keep_all_tokens) rather than lark's
-    # propagate_positions, which costs ~40% of parse time. The transformer runs
-    # as the LALR parser reduces (no parse tree is built, then walked): ~25%
-    # faster than transforming a finished tree.
+    # The LALR tables come from the package (lalr_tables.py), not from lark's
+    # pickle cache. Locations come from tokens (keep_all_tokens) rather than
+    # lark's propagate_positions, which costs ~40% of parse time. The
+    # transformer runs as the LALR parser reduces (no parse tree is built,
+    # then walked): ~25% faster than transforming a finished tree.
+    from archdsl.language import lalr_tables
+
     to_ast = _ToAst("<string>")
-    return Lark(grammar_path().read_text(), parser="lalr", keep_all_tokens=True, postlex=_Layout(),
-                maybe_placeholders=True, cache=_tables_file(), transformer=to_ast), to_ast
-
-
-def _tables_file() -> str | bool:
-    import lark
-
-    folder = disk_folder()
-    if folder is None:
-        return False
-    try:
-        (folder / "lark").mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return str(folder / "lark" / f"tables-lark{lark.__version__}-py{sys.version_info[0]}.{sys.version_info[1]}.pickle")
+    return lalr_tables.load(_Layout(), to_ast), to_ast
 
 
 # The inline transformer carries the file name of the parse in progress.
@@ -391,13 +410,24 @@ def parse_text(text: str, file: str = "<string>") -> A.SourceFile:
     """Parse .arch source text. Raises ArchError with file:line:col on bad syntax."""
     SOURCES[file] = text
     lark, to_ast = _lark()
+    limits = budget.current()
     with _PARSING:
         to_ast.file = file
+        to_ast.max_depth = limits.nesting
         try:
             items = lark.parse(text if text.endswith("\n") else text + "\n")
         except UnexpectedInput as e:
             raise _syntax_error(e, file) from None
-    src = A.SourceFile(file, text)
+        except TooDeep as e:
+            raise ArchError(f"nested {e.depth} deep, over the limit nesting={limits.nesting} "
+                            "(brackets, blocks, `if`s and operator chains count)", e.loc,
+                            hint=limits.hint("nesting")) from None
+        else:
+            hit = to_ast.depths.get(id(items))
+            nesting = hit[1] if hit is not None and hit[0] is items else 0
+        finally:
+            to_ast.depths.clear()
+    src = A.SourceFile(file, text, nesting=nesting)
     for item in items:
         if isinstance(item, A.Use):
             src.uses.append(item)
@@ -422,11 +452,36 @@ def _syntax_error(e: UnexpectedInput, file: str) -> ArchError:
 
 
 def read_source(path: Path) -> str:
+    """A spec file's text: UTF-8, at most the limit source_bytes."""
+    limit = budget.current().source_bytes
     try:
-        return path.read_text()
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
         raise ArchError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > limit:
+        raise ArchError(f"{path} is over the limit source_bytes={limit:,}", hint=budget.current().hint("source_bytes"))
+    return decode(data, str(path))
+
+
+def decode(data: bytes, file: str) -> str:
+    """`data` as UTF-8 text; an ArchError at the first byte that is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        SOURCES[file] = data.decode("utf-8", "replace")
+        raise ArchError(f"not UTF-8 text: byte 0x{data[e.start]:02x} (save the file as UTF-8)",
+                        A.Loc(file, line, column)) from None
 
 
 def parse_file(path: str | Path) -> A.SourceFile:
     return parse_text(read_source(Path(path)), str(path))
+
+
+if __name__ == "__main__":  # after a grammar change: store its LALR tables in the package
+    from archdsl.language import lalr_tables
+
+    lalr_tables.DATA_FILE.write_text(lalr_tables.source(_Layout()))
+    print(f"wrote {lalr_tables.DATA_FILE}")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from archdsl.language import ast as A
 from archdsl.language.caches import process_cache
-from archdsl.language.errors import ArchError
+from archdsl.language.errors import ArchError, ConfigError
 from archdsl.language.parsecache import parse_file
 from archdsl.language.resources import root as bundled_root
 
@@ -55,12 +56,14 @@ class Program:
         nets = [d for d in self.definitions.values() if d.kind == "network"]
         if name is None:
             if len(nets) != 1:
+                where = nets[1].loc if nets else (A.Loc(self.files[-1], 1, 1) if self.files else None)
                 raise ArchError(f"expected one network definition, found {len(nets)}"
-                                + (f": {', '.join(d.name for d in nets)}" if nets else ""))
+                                + (f": {', '.join(d.name for d in nets)}" if nets else ""), where,
+                                hint="name the one to build with the config key `network`" if nets else None)
             return nets[0]
         d = self.definitions.get(name)
         if d is None or d.kind != "network":
-            raise ArchError(f"no network named '{name}' in {', '.join(self.files)}")
+            raise ConfigError(f"no network named '{name}' in {', '.join(self.files)}", key="network")
         return d
 
 
@@ -75,9 +78,27 @@ def _resolve_use(use: A.Use, using: str, roots: list[Path]) -> str:
     for base in bases:
         cand = os.path.join(base, rel)
         if os.path.isfile(cand):
-            return os.path.realpath(cand)
+            real = os.path.realpath(cand)
+            # A link may point anywhere: what it reaches must still be under a
+            # search root (or beside the using file), and be an .arch file.
+            if not real.endswith(".arch") or not any(_inside(real, b) for b in bases[:1] + list(map(str, roots))):
+                raise ArchError(f"'{rel}' ({cand}) is a link to {real}, outside the search path", use.loc,
+                                "`use` reaches only .arch files under the search roots: "
+                                + ", ".join(str(r) for r in roots))
+            return real
     raise ArchError(f"cannot find '{rel}' (looked next to {os.path.basename(using)} and under "
                     f"{', '.join(str(r) for r in roots)})", use.loc)
+
+
+@lru_cache(maxsize=64)
+def _real(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def _inside(real: str, folder: str) -> bool:
+    """Is the real path `real` in `folder` (or a folder under it)?"""
+    root = _real(folder)
+    return real.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
 def load_program(entry: str | Path, extra_roots: list[Path] | None = None) -> Program:
@@ -107,7 +128,15 @@ def _visit(prog: Program, path: str, stack: list[str], via: A.Use | None, roots:
 
 
 def find_recipe(name_or_path: str, extra_roots: list[Path] | None = None) -> Path:
-    """A recipe given as a path to an .arch file, or as a name under recipes/."""
+    """A recipe given as a path to an .arch file, or as a name under recipes/.
+
+    A relative .arch path is first looked up next to the config (the last of
+    `extra_roots`): an `archc build` folder's config names its own spec.arch.
+    """
+    if name_or_path.endswith(".arch") and extra_roots and not os.path.isabs(name_or_path):
+        beside = os.path.join(extra_roots[-1], name_or_path)
+        if os.path.isfile(beside):
+            return Path(os.path.realpath(beside))
     if name_or_path.endswith(".arch") and os.path.isfile(name_or_path):
         return Path(os.path.realpath(name_or_path))
     file = name_or_path if name_or_path.endswith(".arch") else name_or_path + ".arch"
@@ -115,5 +144,5 @@ def find_recipe(name_or_path: str, extra_roots: list[Path] | None = None) -> Pat
         cand = os.path.join(r, "recipes", file)
         if os.path.isfile(cand):
             return Path(os.path.realpath(cand))
-    raise ArchError(f"no recipe named '{name_or_path}' (looked in "
-                    + ", ".join(str(r / "recipes") for r in search_roots(extra_roots)) + ")")
+    raise ConfigError(f"no recipe named '{name_or_path}' (looked in "
+                      + ", ".join(str(r / "recipes") for r in search_roots(extra_roots)) + ")", key="recipe")

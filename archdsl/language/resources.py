@@ -33,3 +33,19 @@ def recipes_dir() -> Path:
 
 def blocks_dir() -> Path:
     return root() / "blocks"
+
+
+def user_conf_dir() -> Path:
+    """The user's own config folder, searched after the bundled one (so it adds
+    presets and never shadows one): $ARCHDSL_CONFIG_DIR, else
+    $XDG_CONFIG_HOME/archdsl, else ~/.config/archdsl. `archc calibrate` writes
+    the hardware presets it measures to its hardware/ folder: measurements of
+    one machine belong to its user, not to the installed package (which may be
+    read-only, and is replaced on upgrade)."""
+    import os
+
+    env = os.environ.get("ARCHDSL_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "archdsl"
