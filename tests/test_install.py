@@ -17,7 +17,8 @@ def test_wheel_is_self_contained(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ["archdsl/_bundled/grammar/archdsl.lark", "archdsl/_bundled/conf/base.yaml",
               "archdsl/_bundled/conf/regnety_8gf.yaml", "archdsl/_bundled/recipes/regnet.arch",
-              "archdsl/_bundled/blocks/se.arch"]:
+              "archdsl/_bundled/blocks/se.arch",
+              "archdsl-timm.pth", "archdsl_timm_hook.py"]:  # `import timm` registers archc's models
         assert f in names, f
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "archc = archdsl.cli:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -41,8 +41,11 @@ def test_timm_interface(small):
     assert feats.shape == (2, 64, 8, 8) and small.num_features == 64
     assert small.forward_head(feats, pre_logits=True).shape == (2, 64)
     assert torch.equal(small.forward_head(feats), small(x))
-    assert [f["num_chs"] for f in small.feature_info] == [16, 32, 48]
-    assert [f["reduction"] for f in small.feature_info] == [2, 4, 4]
+    # one entry per reduction, the last module at it (as timm indexes feature_info):
+    # the stem at /2; both stages at /4, the second (48 channels) last
+    assert [f["num_chs"] for f in small.feature_info] == [16, 48]
+    assert [f["reduction"] for f in small.feature_info] == [2, 4]
+    assert [f["module"] for f in small.feature_info] == ["stem.2", "stages.1"]
     small.reset_classifier(5)
     assert small(x).shape == (2, 5) and small.num_classes == 5
     small.reset_classifier(10)

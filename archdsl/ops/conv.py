@@ -91,16 +91,27 @@ def cost(a: ConvAttrs, x: Shape, y: Shape) -> Cost:
     return Cost(params=params, macs=y[0] * y[1] * y[2] * per_out)
 
 
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int]) -> torch.Tensor:
+    """x padded as TensorFlow's "same" convolution pads it (from its size)."""
+    pads = []
+    for size, k, s, d in zip(x.shape[-1:-3:-1], kernel[::-1], stride[::-1], dilation[::-1]):
+        total = (-(-size // s) - 1) * s + (k - 1) * d + 1 - size
+        # under torch.jit.trace sizes are tensors: clamp keeps the padding traced, for any size
+        total = total.clamp(min=0) if isinstance(total, torch.Tensor) else max(total, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+# A symbolic trace records pad_same as one call: the padding depends on the size.
+torch.fx.wrap("pad_same")
+
+
 class SamePadConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "same" padding, computed from the input size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s, d in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1],
-                                 self.dilation[::-1]):
-            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        return super().forward(pad_same(x, self.kernel_size, self.stride, self.dilation))
 
 
 def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:

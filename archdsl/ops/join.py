@@ -111,7 +111,7 @@ class Chunk(nn.Module):
         self.sizes = sizes
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.split(x, self.sizes, dim=1))
+        return torch.split(x, self.sizes, dim=1)  # a tuple (FX records one call, not an iteration)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}"

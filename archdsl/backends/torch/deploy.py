@@ -85,6 +85,8 @@ def deploy(module: Network, channels_last: bool = True, prepack: bool = True) ->
         for name, expr in d.origins.items():
             if not isinstance(expr, Tensors):
                 state[f"{name}.weight"], state[f"{name}.bias"] = _conv(expr, module, to)
-    out = build_module(d.spec, module.drop_path_rate, p.device, channels_last, prepack)
+    out = build_module(d.spec, module.drop_path_rate, p.device, channels_last, prepack, data=module._data,
+                       features_only=module.features_only,
+                       out_indices=module.feature_info.out_indices if module.features_only else None)
     out.load_state_dict(state)
     return out.eval()

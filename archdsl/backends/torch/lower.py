@@ -6,14 +6,15 @@ import contextlib
 import torch
 from torch import nn
 
+from archdsl.backends.torch.contract import FeatureInfo, TimmContract
 from archdsl.backends.torch.modules import (DropPath, Gate, Graph, ParallelConcat, ParallelSum, Residual,
                                             SplitConcat, Stage)
 from archdsl.backends.torch.modules import branches as make_branches
 from archdsl.compiler import ir
+from archdsl.compiler.passes import head as head_pass
 from archdsl.ops import REGISTRY, LowerContext
 
 _PASS_THROUGH = {"identity", "dropout"}
-_POOLS = {"global_pool", "take_token", "mean_tokens"}  # where the head's features end
 
 
 def _passes_input(node: ir.Node) -> bool:
@@ -93,10 +94,11 @@ class _Lowering:
         return Graph(modules, w.inputs, gives, w.n_inputs, w.outputs, seq.registered())
 
 
-class Network(nn.Module):
-    """A compiled network with the interface timm users expect."""
+class Network(TimmContract, nn.Module):
+    """A compiled network with the interface timm users expect (contract.py)."""
 
-    def __init__(self, spec: ir.Seq, drop_path_rate: float = 0.0, channels_last: bool = False):
+    def __init__(self, spec: ir.Seq, drop_path_rate: float = 0.0, channels_last: bool = False,
+                 data: dict | None = None, features_only: bool = False, out_indices: list[int] | None = None):
         super().__init__()
         # Inputs are converted to channels-last (NHWC) memory: on CPUs oneDNN's
         # convolutions run faster in it (deployed builds use it by default).
@@ -107,88 +109,105 @@ class Network(nn.Module):
         low = _Lowering(drop_path_rate, residuals)
         self.spec = spec  # the IR it was built from: archdsl.deploy rewrites it
         self.drop_path_rate = drop_path_rate
+        self._data = dict(data or {})  # the data config (pretrained_cfg's mean, std, crop, ...)
+        self.grad_checkpointing = False
         self.stem = low.seq(stem_ir)
         self.stages = nn.Sequential(*[Stage(low.seq(s)) for s in stages_ir.children])
         self.head = low.seq(head_ir)
-        # Layers of the head before global pooling belong to forward_features.
-        kinds = [c.kind if isinstance(c, ir.Op) else "" for c in head_ir.children]
-        # ... up to the pool: of the map, or of the tokens (a class token, or their mean).
-        self._pool_at = next((i for i, k in enumerate(kinds) if k in _POOLS), len(kinds))
-        # The classifier: the head's last linear, or a 1x1 conv after the pool
-        # (timm's DLA classifies with one).
-        linears = [i for i, (k, c) in enumerate(zip(kinds, head_ir.children)) if k == "linear" or (
-            k == "conv" and i > self._pool_at and c.attrs.k == 1 and c.in_shape[1:] == (1, 1))]
-        self._classifier_at = linears[-1] if linears else None
-        pre = head_ir.children[self._pool_at - 1].out_shape if self._pool_at else stages_ir.out_shape
-        self.num_features = pre[0]
-        self.num_classes = head_ir.out_shape[0] if self._classifier_at is not None else 0
         self.input_shape = spec.in_shape
-        self.feature_info = self._feature_info(spec)
+        self._read_head()
+        self._read_units()
+        self.feature_info = FeatureInfo([e for _, e, _ in self._points])
+        self.features_only = False
+        if features_only:
+            self.make_features_only(out_indices)
 
-    def _feature_info(self, spec: ir.Seq) -> list[dict]:
-        stem_ir, stages_ir, _ = spec.children
-        h = spec.in_shape[1]
-        info = []
-        if stem_ir.children:
-            info.append(dict(num_chs=stem_ir.out_shape[0], reduction=h // stem_ir.out_shape[1], module="stem"))
-        for i, s in enumerate(stages_ir.children):
-            out = ir.shapes(s.out_shape)[0]  # a stage of several streams: its first
-            info.append(dict(num_chs=out[0], reduction=h // out[1], module=f"stages.{i}"))
-        return info
+    def _read_head(self) -> None:
+        """Where the head's features end and its classifier is (passes/head.py)."""
+        head_ir = self.spec.children[2]
+        # Layers of the head before its pool belong to forward_features.
+        self._pool_at = head_pass.pool_index(head_ir)
+        self._classifier_at = head_pass.classifier_index(head_ir)
+        pre = head_ir.children[self._pool_at - 1].out_shape if self._pool_at else head_ir.in_shape
+        self.num_features = ir.shapes(pre)[0][0]
+        self.num_classes = head_pass.num_classes(head_ir)
+        out = head_ir.out_shape
+        self._flatten = not ir.is_multi(out) and len(out) == 3 and out[1:] == (1, 1)  # logits as (N, C)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.stem(x)
-        x = self.stages(x)
+    def _head_features(self, x: torch.Tensor) -> torch.Tensor:
         for i, m in enumerate(self.head):
             if i >= self._pool_at:
                 break
             x = m(x)
         return x
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.stem(x)
+        x = self._run_stages(x)
+        return self._head_features(x)
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         for i, m in enumerate(self.head):
             if i < self._pool_at:
                 continue
             if pre_logits and i == self._classifier_at:
-                return x.flatten(1)
+                return x.flatten(1) if self._pool_at < len(self.head) and self._pooled else x
             x = m(x)
-        return x.flatten(1) if x.ndim == 4 and x.shape[2:] == (1, 1) else x
+        return x.flatten(1) if self._flatten else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def _pooled(self) -> bool:
+        """Does the head's pool keep one position (so pre-logits are (N, C))?"""
+        c = self.spec.children[2].children[self._pool_at]
+        return not ir.is_multi(c.out_shape) and c.out_shape[1:] == (1, 1)
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_intermediates(x, self.feature_info.out_indices, intermediates_only=True)
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
         return self.head[self._classifier_at] if self._classifier_at is not None else nn.Identity()
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer (num_classes=0 removes it)."""
-        if self._classifier_at is None:
-            raise ValueError("this network has no linear classifier in its head")
-        old = self.head[self._classifier_at]
-        if not num_classes:
-            new = nn.Identity()
-        elif isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(old.in_channels, num_classes, 1, bias=old.bias is not None)
-        else:
-            new = type(old)(old.in_features, num_classes, bias=old.bias is not None)
-        if num_classes:
-            nn.init.normal_(new.weight, std=0.01)
-            if new.bias is not None:
-                nn.init.zeros_(new.bias)
-        self.head[self._classifier_at] = new
-        self.num_classes = num_classes
+    def _classifier_name(self) -> str | None:
+        return f"head.{self._classifier_at}" if self._classifier_at is not None else None
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier with num_classes outputs (0: none), and the
+        pool avg, max, avgmax or none ('' as timm says it; None: unchanged).
+        The head is rebuilt from its rewritten spec: its other layers keep
+        their weights, and archdsl.deploy sees the new head."""
+        if self._classifier_at is None and num_classes:
+            raise ValueError("this network has no classifier in its head")
+        pool = "none" if global_pool == "" else global_pool
+        spec = head_pass.with_head_options(self.spec, num_classes=num_classes, global_pool=pool)
+        old = self.head
+        ref = next(old.parameters(), None)
+        new = _Lowering(0.0, 0).seq(spec.children[2])
+        if ref is not None:
+            new.to(device=ref.device, dtype=ref.dtype)
+        new.train(old.training)
+        keep = self._classifier_at
+        state = {k: v for k, v in old.state_dict().items() if keep is None or k.split(".")[0] != str(keep)}
+        mine = new.state_dict()
+        new.load_state_dict({k: v for k, v in state.items() if k in mine and mine[k].shape == v.shape},
+                            strict=False)
+        self.head = new
+        self.spec = spec
+        self._read_head()
 
 
 def build_module(spec: ir.Seq, drop_path_rate: float = 0.0, device: str | torch.device | None = None,
-                 channels_last: bool = False, prepack: bool = False) -> Network:
+                 channels_last: bool = False, prepack: bool = False, **options) -> Network:
     """Weights start from PyTorch's default initialization (one pass, as
     torchvision does); a BN with zero_init starts its residual branch at zero.
     channels_last: 4-D weights and inputs in channels-last memory.
-    prepack: convolutions keep a oneDNN-packed weight for inference (archdsl.backends.torch.prepack)."""
+    prepack: convolutions keep a oneDNN-packed weight for inference (archdsl.backends.torch.prepack).
+    options: Network's data, features_only and out_indices."""
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        net = Network(spec, drop_path_rate, channels_last)
+        net = Network(spec, drop_path_rate, channels_last, **options)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     if prepack:

@@ -16,7 +16,8 @@ class DropPath(nn.Module):
         if self.rate == 0.0 or not self.training:
             return x
         keep = 1.0 - self.rate
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        # one draw per sample: the mask is x's first element of each sample, shaped (N, 1, 1, 1)
+        mask = torch.empty_like(x[:, :1, :1, :1]).bernoulli_(keep)
         return x * mask / keep
 
     def extra_repr(self) -> str:
@@ -58,9 +59,11 @@ class Residual(nn.Module):
         if self.gain is not None:
             y, fresh = y * self.gain, True
         s = x if self.shortcut is None else self.shortcut(x)
-        # (a trace records one branch: it takes the out-of-place one, valid everywhere)
-        if fresh and not (torch.is_grad_enabled() and y.requires_grad) and y.dtype == s.dtype \
-                and y.shape == s.shape and not torch.jit.is_tracing():
+        # A trace (jit's or FX's) records one branch: it takes the out-of-place
+        # one, valid everywhere, before looking at any tensor.
+        if fresh and not torch.jit.is_tracing() and not isinstance(y, torch.fx.Proxy) \
+                and not (torch.is_grad_enabled() and y.requires_grad) and y.dtype == s.dtype \
+                and y.shape == s.shape:
             return y.add_(s)
         return s + y
 
@@ -117,8 +120,8 @@ class SplitConcat(nn.Module):
         self.branches = branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(x, self.sizes, dim=1)
-        return torch.cat([b(p) for b, p in zip(self.branches, parts)], dim=1)
+        parts = torch.split(x, self.sizes, dim=1)  # indexed, not iterated: FX traces it
+        return torch.cat([b(parts[i]) for i, b in enumerate(self.branches)], dim=1)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}"
@@ -152,15 +155,23 @@ class Graph(nn.Module):
         self.gives = list(gives)  # per child: how many tensors it returns
         self.n_inputs = n_inputs
         self.outputs = list(outputs)
+        # per child: the values it reads last, dropped once it has run (a value
+        # no later child reads frees its memory: archdsl.backends.memory's liveness)
+        last = {i: k for k, t in enumerate(self.takes) for i in t}
+        self.drops = [[i for i in sorted(set(t)) if last[i] == k and i not in self.outputs]
+                      for k, t in enumerate(self.takes)]
 
     def forward(self, x):
         values = list(x) if self.n_inputs > 1 else [x]
-        for m, takes, gives in zip(self.steps, self.takes, self.gives):
-            y = m(values[takes[0]] if len(takes) == 1 else tuple(values[i] for i in takes))
+        for m, takes, gives, drops in zip(self.steps, self.takes, self.gives, self.drops):
             if gives == 1:
-                values.append(y)
-            else:
-                values.extend(y)
+                values.append(m(values[takes[0]] if len(takes) == 1 else tuple(values[i] for i in takes)))
+            else:  # indexed, not iterated: FX traces it
+                y = m(values[takes[0]] if len(takes) == 1 else tuple(values[i] for i in takes))
+                values.extend(y[i] for i in range(gives))
+                del y  # the tuple would keep every part alive (memory.py's liveness drops them)
+            for i in drops:
+                values[i] = None
         if len(self.outputs) == 1:
             return values[self.outputs[0]]
         return tuple(values[i] for i in self.outputs)

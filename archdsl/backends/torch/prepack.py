@@ -68,7 +68,8 @@ class PackedConv2d(nn.Conv2d):
                                            "none", [], "")
 
     def _packable(self, x: torch.Tensor) -> bool:
-        return (not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu"
+        return (not isinstance(x, torch.fx.Proxy)  # a symbolic trace records the plain convolution
+                and not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu"
                 and x.dtype == torch.float32 and self.weight.dtype == torch.float32
                 and x.is_contiguous(memory_format=torch.channels_last)  # the output is channels-last
                 and not torch.jit.is_tracing() and not torch.jit.is_scripting()

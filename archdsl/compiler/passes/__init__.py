@@ -1,7 +1,8 @@
 """IR passes. `deploy` rewrites a network into its inference form — BatchNorms
 folded into convolutions, sums of linear branches (a conv, then
 BatchNorms and constant or per-channel scales) fused into one convolution —
-and says where each op of the result gets its tensors (see origins.py)."""
+and says where each op of the result gets its tensors (see origins.py).
+head.py applies timm's standard head options (num_classes, global_pool, drop_rate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,11 @@
 Specs list layers in the reference's order, so tensors are matched by
 position; every pair must agree in shape (up to dimensions of size 1, so a
 reference's nn.Linear fills a 1x1 conv), and any surplus is an error.
+
+pretrained.py finds a config's reference weights in the local caches;
+timm_registry.py makes every config a timm model (`timm.create_model("archc_<name>")`).
+
+Imports: archdsl.api (timm_registry builds the configs' modules) and the rooms below it.
 """
 from __future__ import annotations
 
