@@ -8,10 +8,12 @@ from pathlib import Path
 import yaml
 
 from archdsl.api import Compiled, compile_config
+from archdsl.backends import html
 from archdsl.backends.cost import Report
 from archdsl.backends.render import render
 from archdsl.configs.schema import validate
 from archdsl.language.errors import ArchError
+from archdsl.language.program import parse_cached
 
 
 def _write(path: Path, text: str) -> None:
@@ -26,16 +28,16 @@ def write_outputs(c: Compiled, out: Path) -> dict:
     rep = c.report()
     _write(out / "report.json", rep.to_json())
     _write(out / "report.md", rep.to_markdown())
+    _write(out / "report.html", html.page(rep))
     _write(out / "layers.csv", rep.to_csv())
     _write(out / "network.txt", render(c.spec))
-    # The resolved config, loadable by archdsl.load(out) / archc build out/config.yaml.
+    # The resolved config, loadable by archdsl.load(out) / archc build out/config.yaml
+    # wherever the folder goes: its recipe is the folder's own spec.arch.
     cfg = c.config.model_dump()
-    recipe_file = Path(c.program.files[-1])
-    cfg["recipe"] = str(recipe_file)
+    cfg["recipe"] = SPEC_FILE
     _write(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    spec_text = "".join(f"# ---- {f}\n{Path(f).read_text()}\n" for f in c.program.files)
-    _write(out / "spec.arch", spec_text)
-    files = ["report.json", "report.md", "layers.csv", "network.txt", "config.yaml", "spec.arch"]
+    _write(out / SPEC_FILE, one_spec(c.program.files))
+    files = ["report.json", "report.md", "report.html", "layers.csv", "network.txt", "config.yaml", "spec.arch"]
     if c.config.save_weights:
         import torch
         net = c.module()
@@ -44,6 +46,24 @@ def write_outputs(c: Compiled, out: Path) -> dict:
         os.replace(tmp, out / "model.pt")
         files.append("model.pt")
     return {"status": "ok", "name": c.config.name, **costs(rep), "output_dir": str(out), "files": files}
+
+
+SPEC_FILE = "spec.arch"
+
+
+def one_spec(files: list[str]) -> str:
+    """Every .arch file a build used, as one file that loads on its own.
+
+    `files` come as load_program lists them, each after the files it uses, so
+    a `use` line's definitions are already above it: it is commented out.
+    """
+    parts = []
+    for f in files:
+        lines = Path(f).read_text().splitlines()
+        for u in parse_cached(f).uses:
+            lines[u.loc.line - 1] = "# (inlined above) " + lines[u.loc.line - 1]
+        parts.append(f"# ---- {f}\n" + "\n".join(lines) + "\n")
+    return "".join(parts)
 
 
 def costs(rep: Report) -> dict:
@@ -70,15 +90,21 @@ def completed(out: Path, overrides: list[str]) -> dict | None:
     return prev
 
 
-def run_job(data: dict, name: str, overrides: list[str], out: Path, config_dir: Path | None) -> dict:
-    """Compile and write one job; errors are recorded, not raised, so sweeps go on."""
+def run_job(data: dict, name: str, overrides: list[str], out: Path, config_dir: Path | None,
+            typed: list[str] | None = None) -> dict:
+    """Compile and write one job; errors are recorded, not raised, so sweeps go on.
+
+    `typed`: the overrides as the user wrote them, for error messages
+    (`overrides`, Hydra's, are what result.json records).
+    """
     try:
-        cfg = validate(data, name, overrides)
-        c = compile_config(cfg, overrides, config_dir)
+        cfg = validate(data, name, typed or overrides)
+        c = compile_config(cfg, typed or overrides, config_dir)
         result = write_outputs(c, out)
-    except ArchError as e:
+    except Exception as e:  # noqa: BLE001 - recorded, whatever it is: the sweep's other jobs go on
+        text = e.render() if isinstance(e, ArchError) else f"internal error: {type(e).__name__}: {e}"
         out.mkdir(parents=True, exist_ok=True)
-        _write(out / "error.txt", e.render() + "\n")
-        result = {"status": "error", "name": name, "error": e.render(), "output_dir": str(out)}
+        _write(out / "error.txt", text + "\n")
+        result = {"status": "error", "name": name, "error": text, "output_dir": str(out)}
     _write(out / "result.json", json.dumps(dict(result, overrides=overrides), indent=1))
     return result

@@ -40,7 +40,7 @@ def _configs_match_rows(rows):
 
 def test_efficientnet_compound(tmp_path):
     rows = scale.run("efficientnet", "efficientnet_b0", tmp_path, phis=(1, 2))
-    assert [r["job"] for r in rows] == ["base", "phi1", "phi2"]
+    assert [r["point"] for r in rows] == ["base", "phi1", "phi2"] and [r["job"] for r in rows] == [0, 1, 2]
     # phi=1 with (1.2, 1.1, 1.15) is B2's depth and width: B2's parameter count.
     assert rows[1]["params.depth_mult"] == 1.2 and rows[1]["params.width_mult"] == 1.1
     assert rows[1]["params"] == archdsl.cost("efficientnet_b2").total.params

@@ -180,6 +180,12 @@ def ops(node: Node) -> Iterator[Op]:
     return (n for n in walk(node) if isinstance(n, Op))
 
 
+def section_of(name: str) -> str:
+    """The section (stem, stages.i, head) a module name given by `named` lies in."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
+
+
 def named(node: Node, prefix: str = "", stop: Callable[[Node], bool] | None = None) -> list[tuple[str, Node]]:
     """(module name, node) pairs, named as the torch backend names its modules.
     Nodes for which `stop` is true are listed but not entered."""

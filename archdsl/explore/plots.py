@@ -8,21 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from archdsl.backends.figures import pyplot as _pyplot
 from archdsl.explore.summary import hardware_names, pareto, time_key
 
 HIST_METRICS = [("macs", "MACs (M)", 1e-6), ("params", "params (M)", 1e-6),
                 ("activations", "activations (M)", 1e-6)]
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(fig, path: Path) -> None:

@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from archdsl.backends.units import fmt_seconds
 from archdsl.explore import summary
 from archdsl.explore.estimate import stage_lists
 from archdsl.explore.points import Base
@@ -116,8 +117,10 @@ class Scaler:
 
 # ---------------------------------------------------------------- the command
 
-def _row(label: str, res: dict, base_macs: int, extra: dict) -> dict:
-    r = summary.row(label, [], res)
+def _row(job: int, label: str, res: dict, base_macs: int, extra: dict) -> dict:
+    """A summary row; `job` numbers it (an int, as in every summary), `point` names it."""
+    r = summary.row(job, [], res)
+    r["point"] = label
     if res["status"] == "ok":
         r["macs_x"] = round(res["macs"] / base_macs, 4)
     r.update(extra)
@@ -139,14 +142,14 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
     hw = hardware or ("a100" if "a100" in sc.base.cfg.hardware else next(iter(sc.base.cfg.hardware), None))
     if hardware and hardware not in sc.base.cfg.hardware:
         raise ConfigError(f"no hardware preset '{hardware}'", hint=f"presets: {', '.join(sc.base.cfg.hardware)}")
-    rows = [_row("base", base_res, base_macs, {"config": sc.base.config})]
+    rows = [_row(0, "base", base_res, base_macs, {"config": sc.base.config})]
     rows[0]["params.res"] = sc.base.values(["res"])["res"]
     cfg_dir = out / "configs"
     name = sc.base.name
 
     def emit(label: str, point: dict, extra: dict, comment: str, write: bool = True) -> dict:
         res = sc.evaluate(point)
-        r = _row(label, res, base_macs, extra)
+        r = _row(len(rows), label, res, base_macs, extra)
         if write and res["status"] == "ok":
             r["config"] = str(sc.write(cfg_dir / f"{name}_{label}.yaml", point, comment))
         r.update({f"params.{k}": v for k, v in point.items()})
@@ -176,7 +179,7 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
             for rank, r in enumerate(sorted(ok, key=key)[:keep]):
                 point = {k[7:]: v for k, v in r.items() if k.startswith("params.")}
                 r["rank"] = rank + 1
-                r["config"] = str(sc.write(cfg_dir / f"{name}_{r['job']}.yaml", point,
+                r["config"] = str(sc.write(cfg_dir / f"{name}_{r['point']}.yaml", point,
                                            f"EfficientNet step 1 (phi=1), alpha={r['alpha']}, beta={r['beta']}, "
                                            f"gamma={r['gamma']}: rank {rank + 1} by {objective}"))
         else:
@@ -215,14 +218,14 @@ def table(rows: list[dict], hardware: str | None) -> str:
              if any(k in r for r in rows)]
     hw = hardware or next((k[5:-2] for k in rows[0] if k == "time_a100_s"), None) or \
         next((k[5:-2] for k in rows[0] if k.startswith("time_")), None)
-    head = ["point", *extra, "res", "params (M)", "GMACs", "MACs x base", "acts (M)", f"{hw} (ms)"]
+    head = ["point", *extra, "res", "params (M)", "GMACs", "MACs x base", "acts (M)", f"{hw}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['job']} | failed: {r['error'].splitlines()[0]} |")
+            lines.append(f"| {r['point']} | failed: {r['error'].splitlines()[0]} |")
             continue
-        cells = [r["job"], *[r.get(k, "") for k in extra], r.get("params.res", rows[0].get("params.res", "")),
+        cells = [r["point"], *[r.get(k, "") for k in extra], r.get("params.res", rows[0].get("params.res", "")),
                  f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e9:.3f}", f"{r.get('macs_x', 1):.2f}",
-                 f"{r['activations'] / 1e6:.2f}", f"{r[summary.time_key(hw)] * 1e3:.3f}"]
+                 f"{r['activations'] / 1e6:.2f}", fmt_seconds(r[summary.time_key(hw)])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)

@@ -91,7 +91,9 @@ def cost(a: MQAAttrs, x: Shape, y: Shape) -> Cost:
     # the outputs of its convs: query, key and value projections (after their
     # strided depthwise convs), output projection
     acts = n * qk + m * (a.key_dim + vd) + n * out + (2 * m * c if a.kv_stride > 1 else 0)
-    return Cost(params=params, macs=macs, activations=acts)
+    # fvcore: not the fused attention (F.scaled_dot_product_attention); 2 per element of each BN
+    fv = macs - a.heads * n * m * (a.key_dim + vd) + (2 * 2 * m * c if a.kv_stride > 1 else 0)
+    return Cost(params=params, macs=macs, activations=acts, fvcore=fv)
 
 
 class MultiQueryAttention(nn.Module):

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from archdsl.ops.registry import Attrs, Cost, OpDef, Shape, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, OpDef, Shape, ShapeError, numel, register
 
 
 def same(a, x: Shape) -> Shape:
@@ -94,7 +94,11 @@ class SliceChannels(nn.Module):
         return x[:, self.start:self.start + self.c]
 
 
-register(OpDef("layer_norm", EpsAttrs, same, per_channel(2),
+def layer_norm_cost(a, x: Shape, y: Shape) -> Cost:
+    return Cost(params=2 * x[0], fvcore=5 * numel(x))  # fvcore: 5 per element (affine)
+
+
+register(OpDef("layer_norm", EpsAttrs, same, layer_norm_cost,
                lambda a, x, y, ctx: LayerNorm2d(x[0], eps=a.eps), "layer_norm(eps: 1e-6) — over channels"))
 register(OpDef("layer_scale", ScaleAttrs, same, per_channel(1),
                lambda a, x, y, ctx: LayerScale(x[0], a.init), "layer_scale(init: 1e-6)"))

@@ -135,7 +135,9 @@ def cost(a: MHSAAttrs, x: Shape, y: Shape) -> Cost:
     macs = nq * c * qk + nk * c * (qk + v) + nq * v * out
     macs += a.heads * nq * nk * (hd + vd)  # q·kᵀ and attn·v
     acts = nq * qk + nk * (qk + v) + nq * out  # the projections' outputs
-    return Cost(params=params, macs=macs, activations=acts)
+    # fvcore counts the explicit matmuls (with a bias table), not F.scaled_dot_product_attention
+    fv = macs if a.attn_bias == "relative" else macs - a.heads * nq * nk * (hd + vd)
+    return Cost(params=params, macs=macs, activations=acts, fvcore=fv)
 
 
 def relative_index(h: int, w: int, q_stride: tuple[int, int], kv_stride: tuple[int, int]) -> torch.Tensor:
@@ -188,12 +190,14 @@ class MultiHeadSelfAttention(nn.Module):
     def _heads(self, t: torch.Tensor, parts: list[int]) -> list[torch.Tensor]:
         """Split a projection's output (B, N, heads * sum(parts)) into one
         (B, heads, N, d) tensor per part, by qkv_order."""
-        b, n = t.shape[:2]
+        b, n = t.shape[0], t.shape[1]  # (a symbolic trace cannot unpack a slice)
+        # the parts are indexed, not iterated: FX traces it
         if self.qkv_order == "head":
             split = t.reshape(b, n, self.heads, sum(parts)).split(parts, dim=-1)
         else:
-            split = [p.reshape(b, n, self.heads, -1) for p in t.split([self.heads * d for d in parts], dim=-1)]
-        return [p.transpose(1, 2) for p in split]
+            whole = t.split([self.heads * d for d in parts], dim=-1)
+            split = [whole[i].reshape(b, n, self.heads, -1) for i in range(len(parts))]
+        return [split[i].transpose(1, 2) for i in range(len(parts))]
 
     def _tokens(self, x: torch.Tensor, s: tuple[int, int]) -> torch.Tensor:
         """The positions a stride s keeps, as (B, N, C) tokens."""

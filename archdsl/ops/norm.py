@@ -5,7 +5,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, Shape, ShapeError, numel, register
 
 
 class BatchNormAttrs(Attrs):
@@ -20,7 +20,8 @@ def shape(a: BatchNormAttrs, x: Shape) -> Shape:
 
 
 def cost(a: BatchNormAttrs, x: Shape, y: Shape) -> Cost:
-    return Cost(params=2 * x[0])  # gamma and beta; running stats are buffers
+    # gamma and beta (running stats are buffers); fvcore: 2 per element in eval mode
+    return Cost(params=2 * x[0], fvcore=2 * numel(x))
 
 
 def lower(a: BatchNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
@@ -47,7 +48,8 @@ def group_shape(a: GroupNormAttrs, x: Shape) -> Shape:
 
 
 def group_cost(a: GroupNormAttrs, x: Shape, y: Shape) -> Cost:
-    return Cost(params=2 * x[0] if a.affine else 0)  # per-channel gamma and beta
+    # per-channel gamma and beta; fvcore: 5 per element with them, 4 without
+    return Cost(params=2 * x[0] if a.affine else 0, fvcore=(5 if a.affine else 4) * numel(x))
 
 
 def lower_group(a: GroupNormAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from archdsl.ops.registry import (Attrs, Cost, LowerContext, NonNegPair, OpDef, PosPair, Shape, ShapeError,
-                                  fmt, hw, register)
+                                  fmt, hw, numel, register)
 
 
 class PoolAttrs(Attrs):
@@ -74,6 +74,11 @@ class AdaptiveAvgMaxPool2d(nn.Module):
         return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
 
 
+def global_cost(a: GlobalPoolAttrs, x: Shape, y: Shape) -> Cost:
+    # fvcore counts adaptive_avg_pool2d (avg, avgmax) as one per input element
+    return Cost(fvcore=numel(x) if a.kind != "max" else 0)
+
+
 def lower_global(a: GlobalPoolAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     if a.kind == "avgmax":
         return AdaptiveAvgMaxPool2d()
@@ -85,5 +90,5 @@ register(OpDef("max_pool", PoolAttrs, shape, no_cost, lower_max,
 register(OpDef("avg_pool", PoolAttrs, shape, no_cost, lower_avg,
                "avg_pool(k, stride: k, padding: 0, ceil_mode: false, count_include_pad: true); "
                "k, stride, padding: an int or (h, w)"))
-register(OpDef("global_pool", GlobalPoolAttrs, global_shape, no_cost, lower_global,
+register(OpDef("global_pool", GlobalPoolAttrs, global_shape, global_cost, lower_global,
                'global_pool(kind: "avg" | "max" | "avgmax") — keeps a 1x1 spatial size'))

@@ -69,6 +69,11 @@ class Cost:
     # Elements of the conv and linear outputs the op makes (the RegNet paper's
     # activations); None: its own output if it is a conv or linear, else 0.
     activations: int | None = None
+    # What fvcore's FlopCountAnalysis counts for the built op in eval mode
+    # (timm's model cards quote it: one "flop" per MAC of conv, linear and
+    # matmul, plus its rules for norms, adaptive average pooling, upsampling;
+    # elementwise ops, activations and fused attention count 0); None: the MACs.
+    fvcore: int | None = None
 
 
 class ShapeError(ValueError):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 from torch import nn
 
-from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, PosPair, Shape, ShapeError, hw, register
+from archdsl.ops.registry import Attrs, Cost, LowerContext, OpDef, PosPair, Shape, ShapeError, hw, numel, register
 
 
 def no_cost(a, x: Shape, y: Shape) -> Cost:
@@ -122,6 +122,11 @@ def upsample_shape(a: UpsampleAttrs, x: Shape) -> Shape:
     return (c, oh, ow)
 
 
+def upsample_cost(a: UpsampleAttrs, x: Shape, y: Shape) -> Cost:
+    # fvcore counts nearest (1) and bilinear (4) per output element; its other modes, 0
+    return Cost(fvcore={"nearest": 1, "bilinear": 4}.get(a.mode, 0) * numel(y))
+
+
 def lower_upsample(a: UpsampleAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     # torch accepts align_corners only for the interpolating modes.
     corners = a.align_corners if a.mode in _INTERPOLATING else None
@@ -133,6 +138,6 @@ register(OpDef("pad", PadAttrs, pad_shape, no_cost, lower_pad,
                "pad(padding) — zeros; an int or (left, right, top, bottom)"))
 register(OpDef("shift", ShiftAttrs, shift_shape, no_cost, lambda a, x, y, ctx: Shift2d(a.dy, a.dx),
                "shift(dy: 0, dx: 0) — move the map by (dy, dx), zero fill"))
-register(OpDef("upsample", UpsampleAttrs, upsample_shape, no_cost, lower_upsample,
+register(OpDef("upsample", UpsampleAttrs, upsample_shape, upsample_cost, lower_upsample,
                'upsample(scale: 2, mode: "nearest" | "nearest-exact" | "bilinear" | "bicubic", '
                "align_corners: false, size: (h, w))"))

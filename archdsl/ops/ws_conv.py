@@ -6,7 +6,6 @@ pass, so its cost is the conv's: the standardization touches the weights only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -32,7 +31,11 @@ class WsConvAttrs(conv.ConvAttrs):
 
 def cost(a: WsConvAttrs, x: Shape, y: Shape) -> Cost:
     c = conv.cost(a, x, y)
-    return Cost(params=c.params + (a.out if a.gain else 0), macs=c.macs)
+    # fvcore: the standardizing batch_norm (training mode) is 5 per weight element with
+    # the gain as its affine weight, 4 without
+    weights = c.params - (a.out if a.bias else 0)
+    return Cost(params=c.params + (a.out if a.gain else 0), macs=c.macs,
+                fvcore=c.macs + (5 if a.gain else 4) * weights)
 
 
 class WsConv2d(nn.Conv2d):
@@ -62,8 +65,10 @@ class WsConv2d(nn.Conv2d):
         # batch_norm in training mode over (1, out, fan_in): each filter gets zero
         # mean and unit (biased) variance, then the affine weight gain * scale.
         affine = (self.gain * self.scale).view(-1) if self.gain is not None else None
-        w = F.batch_norm(weight.reshape(1, self.out_channels, -1), None, None, weight=affine,
-                         training=True, momentum=0.0, eps=self.eps)
+        # (torch.batch_norm: F.batch_norm's batch-size check reads the shape, which
+        # torch.jit.trace warns about; the weight's shape is fixed)
+        w = torch.batch_norm(weight.reshape(1, self.out_channels, -1), affine, None, None, None,
+                             True, 0.0, self.eps, torch.backends.cudnn.enabled)
         return w.reshape_as(weight)
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
