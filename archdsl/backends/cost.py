@@ -6,6 +6,15 @@ Convention (also written into every report):
 - MACs: multiply-accumulates of conv and linear layers (and attention matmuls);
   equal to torch.utils.flop_counter.FlopCounterMode's total / 2.
 - FLOPs = 2 × MACs.
+- fvcore_macs: what fvcore's FlopCountAnalysis counts on the built module in
+  eval mode, the figure timm's model cards publish as GMACs: the same MACs
+  for conv, linear and explicit matmuls, plus 2 per element of each batch
+  norm, 5 per element of each layer or group norm, 4-5 per weight of a
+  weight-standardized conv, 1 per input element of global average pooling,
+  1 (nearest) or 4 (bilinear) per output element of upsampling; fused
+  attention (scaled_dot_product_attention), activations, elementwise ops and
+  other pooling count 0. timm's squeeze-excite pools with a mean, which
+  fvcore does not count, so its card can read a little less than this.
 - activations: elements of the output tensors of conv and linear layers
   (the RegNet paper's definition), per image, including the convs inside an
   op (mqa's projections).
@@ -25,8 +34,9 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from typing import Iterator
+from typing import ClassVar, Iterator
 
+from archdsl.backends.units import fmt_seconds
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY
 
@@ -43,10 +53,58 @@ class Hardware:
     peak_macs: float  # MAC/s
     mem_bw: float  # bytes/s
     note: str = ""
+    # A calibrated machine (`archc calibrate`): the share of the roofline each
+    # op class's kernels reach (OP_CLASSES; 1 when absent), and the seconds a
+    # layer costs whatever its size (module call, dispatch, launch): one
+    # figure, or one per op class (0 when absent).
+    efficiency: dict[str, float] = field(default_factory=dict)
+    overhead: float | dict[str, float] = 0.0
 
     @property
     def ridge_point(self) -> float:
         return self.peak_macs / self.mem_bw
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.efficiency or self.overhead)
+
+    def overhead_of(self, op_class: str) -> float:
+        return self.overhead.get(op_class, 0.0) if isinstance(self.overhead, dict) else self.overhead
+
+    @property
+    def machine(self) -> tuple:
+        """What Part.times takes: (peak, bw), or (peak, bw, efficiencies, overheads) when calibrated."""
+        if not self.calibrated:
+            return (self.peak_macs, self.mem_bw)
+        return (self.peak_macs, self.mem_bw, tuple(sorted(self.efficiency.items())),
+                tuple((c, self.overhead_of(c)) for c in OP_CLASSES))
+
+
+# Op classes of the calibrated roofline: kernels of one class reach a similar
+# share of the machine's peak (archc calibrate measures one kernel of each).
+OP_CLASSES = ("conv", "conv1x1", "depthwise", "grouped", "gemm", "elementwise", "pool", "max_pool", "data")
+_GEMM = {"linear", "matmul", "mhsa", "mqa"}
+_POOL = {"avg_pool", "global_pool", "mean_tokens"}
+_DATA = {"cat", "concat", "chunk", "channel_shuffle", "pad", "shift", "reshape", "transpose", "tokens",
+         "unflatten", "class_token", "take_token", "slice_channels", "upsample"}
+
+
+def op_class(kind: str, attrs=None, in_shape=None) -> str:
+    """The calibrated roofline's class of a layer (see OP_CLASSES)."""
+    if kind in ("conv", "ws_conv"):
+        k = attrs.k if isinstance(attrs.k, tuple) else (attrs.k, attrs.k)
+        if attrs.groups == 1:
+            return "conv1x1" if k == (1, 1) else "conv"
+        return "depthwise" if attrs.groups == in_shape[0] else "grouped"
+    if kind in _GEMM:
+        return "gemm"
+    if kind == "max_pool":  # windows of max: a kernel of its own, far from the roofline on CPUs
+        return "max_pool"
+    if kind in _POOL:
+        return "pool"
+    if kind in _DATA:
+        return "data"
+    return "elementwise"
 
 
 @dataclass
@@ -60,13 +118,22 @@ class Layer:
     activations: int
     weight_bytes: int
     act_bytes: int
+    fvcore_macs: int = 0
+    op_class: str = "elementwise"  # see OP_CLASSES
 
     @property
     def bytes(self) -> int:
         return self.weight_bytes + self.act_bytes
 
-    def time(self, hw: Hardware) -> float:
-        return max(self.macs / hw.peak_macs, self.bytes / hw.mem_bw)
+    def time(self, hw: Hardware, batch: int = 1) -> float:
+        """Roofline seconds; at `batch`, weights are read once and activations per image."""
+        macs, moved = self.macs * batch, self.weight_bytes + self.act_bytes * batch
+        if not hw.calibrated:
+            return max(macs / hw.peak_macs, moved / hw.mem_bw)
+        if not macs and not moved:  # a layer that does nothing (identity): no kernel
+            return 0.0
+        e = hw.efficiency.get(self.op_class, 1.0)
+        return max(macs / (hw.peak_macs * e), moved / (hw.mem_bw * e)) + hw.overhead_of(self.op_class)
 
 
 @dataclass
@@ -76,6 +143,7 @@ class Totals:
     activations: int = 0
     weight_bytes: int = 0
     act_bytes: int = 0
+    fvcore_macs: int = 0  # fvcore's count (see the convention)
 
     def add(self, layer: "Layer | Totals") -> None:
         self.params += layer.params
@@ -83,6 +151,7 @@ class Totals:
         self.activations += layer.activations
         self.weight_bytes += layer.weight_bytes
         self.act_bytes += layer.act_bytes
+        self.fvcore_macs += layer.fvcore_macs
 
     @property
     def flops(self) -> int:
@@ -107,12 +176,13 @@ class Part:
     (see ir.Seq.is_block), so a block that repeats is costed once, and a
     report's sums need no walk over every layer."""
 
-    def __init__(self, items: list):
+    def __init__(self, items: list, blocks: dict[str, str] | None = None):
         # Layer rows as plain tuples, in Layer's field order (a Layer is made
         # only when someone reads the layers: a sweep needs the sums), and
-        # (prefix, Part) for each block call.
+        # (prefix, Part) for each block call; `blocks`: prefix -> the block's name.
         self.items = items
-        params = macs = acts = weight_bytes = act_bytes = 0
+        self.blocks = blocks or {}
+        params = macs = acts = weight_bytes = act_bytes = fvcore = 0
         for it in items:
             if len(it) == 2:
                 t = it[1].total
@@ -121,24 +191,29 @@ class Part:
                 acts += t.activations
                 weight_bytes += t.weight_bytes
                 act_bytes += t.act_bytes
+                fvcore += t.fvcore_macs
             else:
                 params += it[4]
                 macs += it[5]
                 acts += it[6]
                 weight_bytes += it[7]
                 act_bytes += it[8]
-        self.total = Totals(params, macs, acts, weight_bytes, act_bytes)
+                fvcore += it[9]
+        self.total = Totals(params, macs, acts, weight_bytes, act_bytes, fvcore)
         self._times: dict[tuple, list[float]] = {}
         self._ridge: dict[tuple, list[int]] = {}
 
     def time(self, hw: Hardware) -> float:
-        return self.times(((hw.peak_macs, hw.mem_bw),))[0]
+        return self.times((hw.machine,))[0]
 
     def times(self, machines: tuple[tuple[float, float], ...]) -> list[float]:
-        """Roofline seconds on each (peak MACs/s, bytes/s), in one walk."""
+        """Roofline seconds on each (peak MACs/s, bytes/s) — or Hardware.machine's
+        calibrated form — in one walk."""
         t = self._times.get(machines)
         if t is None:  # Layer.time, inlined: this is a sweep's inner loop
             t = [0.0] * len(machines)
+            if not all(map((2).__eq__, map(len, machines))):  # calibrated machines
+                return self._calibrated_times(machines)
             for it in self.items:
                 if len(it) != 2:
                     macs, moved = it[5], it[7] + it[8]
@@ -151,6 +226,28 @@ class Part:
             self._times[machines] = t
         return t
 
+    def _calibrated_times(self, machines: tuple) -> list[float]:
+        """Part.times with calibrated machines: time = max(MACs / (peak · e),
+        bytes / (bw · e)) + overhead per layer that does work, e the
+        efficiency of the layer's op class."""
+        t = [0.0] * len(machines)
+        full = [m if len(m) == 4 else (m[0], m[1], (), ()) for m in machines]
+        effs = [dict(m[2]) for m in full]
+        overs = [dict(m[3]) for m in full]
+        for it in self.items:
+            if len(it) == 2:
+                for i, s in enumerate(it[1].times(machines)):
+                    t[i] += s
+                continue
+            macs, moved, cls = it[5], it[7] + it[8], it[10]
+            if not macs and not moved:
+                continue
+            for i, (peak, bw, _, _) in enumerate(full):
+                e = effs[i].get(cls, 1.0)
+                t[i] += max(macs / (peak * e), moved / (bw * e)) + overs[i].get(cls, 0.0)
+        self._times[machines] = t
+        return t
+
     def ridge(self, points: tuple) -> list[int]:
         """MAC-equivalents at each ridge point (see Report.ridge_sweep)."""
         r = self._ridge.get(points)
@@ -161,6 +258,15 @@ class Part:
                 r = [a + b for a, b in zip(r, sub)]
             self._ridge[points] = r
         return r
+
+    def walk(self, prefix: str = "", depth: int = 0) -> Iterator[tuple[int, str, "Layer | Part", str | None]]:
+        """(depth, name, layer or block Part, block name) in order, each block before its layers."""
+        for it in self.items:
+            if len(it) == 2:
+                yield depth, prefix + it[0], it[1], self.blocks.get(it[0])
+                yield from it[1].walk(prefix + it[0] + ".", depth + 1)
+            else:
+                yield depth, prefix + it[0], Layer(prefix + it[0], *it[1:]), None
 
     def layers(self, prefix: str = "") -> Iterator[Layer]:
         for it in self.items:
@@ -178,6 +284,7 @@ class Report:
     costed: Part
     hardware: list[Hardware] = field(default_factory=list)
     deployed: bool = False
+    convention: ClassVar[str] = CONVENTION
 
     @cached_property
     def layers(self) -> list[Layer]:
@@ -190,10 +297,8 @@ class Report:
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
         for it in self.costed.items:  # a nested part lies inside one section
-            name, cost = (it[0], it[1].total) if len(it) == 2 else (it[0], Layer(*it))
-            parts = name.split(".")
-            key = ".".join(parts[:2]) if parts[0] == "stages" else parts[0]
-            out.setdefault(key, Totals()).add(cost)
+            cost = it[1].total if len(it) == 2 else Layer(*it)
+            out.setdefault(ir.section_of(it[0]), Totals()).add(cost)
         return out
 
     def roofline(self, hw: Hardware) -> float:
@@ -202,7 +307,7 @@ class Report:
     def rooflines(self) -> dict[str, float]:
         """Roofline seconds on each of the report's hardware presets (one walk for all)."""
         hws = self.hardware
-        return dict(zip([h.name for h in hws], self.costed.times(tuple((h.peak_macs, h.mem_bw) for h in hws))))
+        return dict(zip([h.name for h in hws], self.costed.times(tuple(h.machine for h in hws))))
 
     def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
         """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
@@ -235,11 +340,11 @@ class Report:
         buf = io.StringIO()
         w = csv.writer(buf)
         hws = self.hardware
-        w.writerow(["name", "kind", "in_shape", "out_shape", "params", "macs", "activations",
+        w.writerow(["name", "kind", "in_shape", "out_shape", "params", "macs", "fvcore_macs", "activations",
                     "weight_bytes", "act_bytes", "bytes", "intensity"] + [f"time_{h.name}_s" for h in hws])
         for l in self.layers:
             w.writerow([l.name, l.kind, ir.fmt_shape(l.in_shape), ir.fmt_shape(l.out_shape),
-                        l.params, l.macs, l.activations, l.weight_bytes, l.act_bytes, l.bytes,
+                        l.params, l.macs, l.fvcore_macs, l.activations, l.weight_bytes, l.act_bytes, l.bytes,
                         round(l.macs / l.bytes, 4) if l.bytes else 0] + [f"{l.time(h):.3e}" for h in hws])
         return buf.getvalue()
 
@@ -259,11 +364,11 @@ class Report:
         return "\n".join(lines)
 
     def roofline_table(self) -> str:
-        lines = ["| hardware | PeakMACs (T/s) | BW (GB/s) | ridge (MACs/B) | time (ms) |",
+        lines = ["| hardware | PeakMACs (T/s) | BW (GB/s) | ridge (MACs/B) | time |",
                  "|---|---:|---:|---:|---:|"]
         for hw in self.hardware:
             lines.append(f"| {hw.name} | {hw.peak_macs / 1e12:.3g} | {hw.mem_bw / 1e9:.3g} | "
-                         f"{hw.ridge_point:.1f} | {self.roofline(hw) * 1e3:.3f} |")
+                         f"{hw.ridge_point:.1f} | {fmt_seconds(self.roofline(hw))} |")
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -272,11 +377,20 @@ class Report:
                  f"input {'x'.join(map(str, self.input_shape))}, dtype {self.dtype}: "
                  f"{t.params:,} params, {t.macs / 1e9:.3f} GMACs, {t.activations / 1e6:.2f} M activations, "
                  f"{t.bytes / 1e6:.1f} MB moved, {t.intensity:.1f} MACs/byte", "",
+                 f"fvcore, whose count timm's model cards quote, counts {t.fvcore_macs / 1e9:.3f} GMACs: "
+                 "norms and average pooling too, fused attention not (see the counting convention).", "",
                  "## Per section", "", self.table(), ""]
         if self.hardware:
             parts += ["## Roofline", "", self.roofline_table(), ""]
         parts += ["## Counting convention", "", CONVENTION, ""]
         return "\n".join(parts)
+
+    def _repr_markdown_(self) -> str:  # notebooks
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:  # notebooks that render HTML
+        from archdsl.backends.html import STYLE, body
+        return STYLE + body(self)
 
     def summary(self) -> str:
         t = self.total
@@ -284,19 +398,21 @@ class Report:
         s = (f"{name}: {t.params / 1e6:.3f} M params, {t.macs / 1e9:.3f} GMACs, "
              f"{t.activations / 1e6:.2f} M activations, {t.bytes / 1e6:.1f} MB ({self.dtype})")
         if self.hardware:
-            s += "\n  roofline: " + ", ".join(f"{hw.name} {self.roofline(hw) * 1e3:.3f} ms" for hw in self.hardware)
+            s += "\n  roofline: " + ", ".join(f"{hw.name} {fmt_seconds(self.roofline(hw))}" for hw in self.hardware)
         return s
 
 
 def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> tuple:
     moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
-    return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved)
+    return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved, 0,
+            "data" if kind == "concat" else "elementwise")
 
 
 def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
     """The cost row of one IR node (Layer's fields, as a tuple): an op, or the join of a structural node."""
     if type(node) is ir.Op:
-        return (name, node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes)
+        return (name, node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes) + (
+            op_class(REGISTRY[node.kind].canonical or node.kind, node.attrs, node.in_shape),)
     if isinstance(node, ir.Residual):
         # with the learnable gain on the body, if any: a scalar or one per channel
         gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
@@ -313,12 +429,12 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
 
 
 def _op_cost(node: ir.Op, nbytes: int) -> tuple:
-    """(params, macs, activations, weight bytes, moved bytes) of an op."""
+    """(params, macs, activations, weight bytes, moved bytes, fvcore's count) of an op."""
     c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
     acts = c.activations if c.activations is not None else (
         ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
     io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
-    return c.params, c.macs, acts, c.params * nbytes, io_bytes
+    return c.params, c.macs, acts, c.params * nbytes, io_bytes, c.macs if c.fvcore is None else c.fvcore
 
 
 def _is_block(node: ir.Node) -> bool:
@@ -327,15 +443,17 @@ def _is_block(node: ir.Node) -> bool:
 
 def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
     items: list = []
+    blocks: dict[str, str] = {}
     for name, node in nodes:
         if type(node) is ir.Seq:
             if node.is_block and node.children:
                 items.append((name, _block_part(node.children, nbytes, dtype)))
+                blocks[name] = node.name
         else:
             layer = _layer(name, node, nbytes)
             if layer is not None:
                 items.append(layer)
-    return Part(items)
+    return Part(items, blocks)
 
 
 def _block_part(children: list, nbytes: int, dtype: str) -> Part:

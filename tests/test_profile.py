@@ -1,0 +1,146 @@
+"""archc profile and archc calibrate: per-layer times under the report's layer
+names, a calibrated preset the cost model reads back, and its formula."""
+import pytest
+import yaml
+
+from archdsl.api import compile, cost
+from archdsl.backends.cost import OP_CLASSES, Hardware, op_class
+from archdsl.backends.torch import calibrate as calib
+from archdsl.backends.torch import profile as prof
+from archdsl.compiler import ir
+
+
+@pytest.fixture
+def user_conf(tmp_path, monkeypatch):
+    """A user config folder of the test's own (where archc calibrate writes)."""
+    monkeypatch.setenv("ARCHDSL_CONFIG_DIR", str(tmp_path / "user"))
+    return tmp_path / "user"
+
+
+def test_profile_names_every_layer_as_the_report_does(one_thread, tmp_path):
+    c = compile("shufflenet_v2_x0_5", ["params.res=32"])  # residual-free: chunks, concats, shuffles
+    rep = c.report()
+    hw = Hardware("h", 1e10, 1e10)
+    p = prof.profile(c.module(), c.spec, rep, hw, batch=2, warmup=1, runs=2, layer_runs=2)
+    names = [l.name for l in rep.layers]
+    assert [l.name for l in p.layers] == names
+    timed = {l.name for l in p.layers if l.measured_s is not None}
+    # every op and join of the IR has a module whose range was recorded
+    assert timed == set(names)
+    assert all(l.measured_s >= 0 for l in p.layers)
+    assert p.total.median > 0 and p.total.runs == 2
+    by = p.by_class()
+    assert sum(d["layers"] for d in by.values()) == len(names)
+    assert set(by) <= set(OP_CLASSES)
+    # predicted at batch 2: weights once, activations twice, by hand for the first conv
+    stem = p.layers[0]
+    l0 = rep.layers[0]
+    assert stem.predicted_s == max(2 * l0.macs / 1e10, (l0.weight_bytes + 2 * l0.act_bytes) / 1e10)
+    p.plot(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert "| op class |" in p.to_markdown()
+
+
+def test_residual_joins_get_their_own_time(one_thread):
+    c = compile("resnet18", ["params.res=32"])
+    p = prof.profile(c.module(), c.spec, c.report(), Hardware("h", 1e10, 1e10), warmup=1, runs=1, layer_runs=1)
+    adds = [l for l in p.layers if l.name.endswith(".add")]
+    assert len(adds) == 8 and all(l.measured_s is not None for l in adds)
+
+
+def test_op_classes():
+    spec = compile("mobilenetv3_large_100", ["params.res=64"]).spec
+    classes = {op_class(o.kind, o.attrs, o.in_shape) for o in ir.ops(spec) if o.kind == "conv"}
+    assert classes == {"conv", "conv1x1", "depthwise"}
+    spec = compile("resnext50_32x4d", ["params.res=64"]).spec
+    assert "grouped" in {op_class(o.kind, o.attrs, o.in_shape) for o in ir.ops(spec)}
+
+
+def test_calibrated_preset_is_read_back_and_used(user_conf):
+    (user_conf / "hardware").mkdir(parents=True)
+    eff = {"conv": 0.5, "conv1x1": 0.25, "elementwise": 2.0}
+    over = {"conv": 1e-5, "elementwise": 2e-6}
+    c = calib.Calibration("mybox", "cpu", 1, "fp32", 1, 1e11, 1e10, over, eff, 0.0)
+    (user_conf / "hardware" / "mybox.yaml").write_text(c.yaml())
+    rep = cost("resnet18", ["hardware=mybox", "params.res=64"])
+    (hw,) = rep.hardware
+    assert (hw.name, hw.efficiency, hw.overhead) == ("mybox", eff, over)
+    # time = Σ max(MACs / (peak e), bytes / (bw e)) + overhead, by hand over the layers
+    want = 0.0
+    for l in rep.layers:
+        if l.macs or l.bytes:
+            e = eff.get(l.op_class, 1.0)
+            want += max(l.macs / (1e11 * e), l.bytes / (1e10 * e)) + over.get(l.op_class, 0.0)
+    assert rep.roofline(hw) == pytest.approx(want, rel=1e-12)
+    assert rep.rooflines()["mybox"] == pytest.approx(want, rel=1e-12)
+    # the nominal presets stay as they were
+    assert "server_cpu" in cost("resnet18").rooflines()
+
+
+def test_calibrate_measures_and_writes_a_preset(one_thread, user_conf):
+    c = calib.calibrate("quick", min_time=0.0, cold=False)  # cache-hot kernels: one copy each, quicker
+    assert c.peak_macs > 1e8 and c.mem_bw > 1e8
+    assert set(c.efficiency) == set(c.overhead) == set(OP_CLASSES)
+    assert all(v > 0 for v in c.efficiency.values())
+    data = yaml.safe_load(c.yaml())
+    assert set(data["quick"]) == {"peak_macs", "mem_bw", "overhead", "efficiency", "note"}
+
+
+def test_cli_errors_are_exit_2(user_conf, capsys):
+    from archdsl.cli import main
+
+    assert main(["profile", "resnet18", "--hardware", "nosuchbox", "--runs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchbox" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:  # argparse's own exit for a bad option value
+        main(["cost", "resnet18", "--fit", "16XB"])
+    assert e.value.code == 2 and "not a size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "--name", "bad name"])
+    assert e.value.code == 2
+
+
+def test_guidelines_by_hand(program_of):
+    from archdsl.backends import guidelines
+    from archdsl.backends.cost import report
+    from archdsl.compiler.elaborate import elaborate
+
+    prog = program_of("""
+network g() {
+  input(16, 8, 8)
+  stem { conv(16, 3) }
+  stage { conv(64, 1) relu }
+  stage { conv(64, 3, groups: 4) bn relu }
+  head { global_pool }
+}
+""")
+    rep = report(elaborate(prog, {}, None), "g")
+    hw = Hardware("h", 1e9, 1e9)
+    s = {x.name: x for x in guidelines.sections(rep, hw)}
+    # G1: a 16 -> 64 1x1 conv on 8x8: MAC 64·(16+64) + 16·64 = 6144, B = 64·16·64,
+    # bound 2·sqrt(64·B) + B/64 = 4096 + 1024
+    assert s["stages.0"].g1 == pytest.approx(6144 / 5120)
+    # G2: the grouped conv's bytes per MAC: (weights 64·16·9 + in 64·64 + out 64·64)·4 / (64·64·16·9)
+    assert s["stages.1"].g2 == pytest.approx((64 * 16 * 9 + 2 * 64 * 64) * 4 / (64 * 64 * 16 * 9))
+    # G4: bn and relu are element-wise; the conv is not
+    assert 0 < s["stages.1"].g4 < 1 and s["stages.0"].g3 == 1  # each layer of a plain stage is a block
+    assert "broken most by **stages.1**" in guidelines.markdown(rep, hw)
+
+
+def test_rank_by_mnasnet_reward(tmp_path):
+    from archdsl.explore import rank
+
+    csv_text = ("job,status,name,macs,time_box_s,acc\n0,ok,a,1e8,0.010,0.75\n1,ok,b,2e8,0.020,0.77\n"
+                "2,ok,c,3e8,0.040,0.78\n3,error,d,,,\n")
+    (tmp_path / "summary.csv").write_text(csv_text)
+    rows = rank.rank(rank.read(tmp_path / "summary.csv"), "time_box_s", "acc", target=0.02)
+    # ACC · (LAT / T)^-0.07, by hand
+    want = {"a": 0.75 * 0.5 ** -0.07, "b": 0.77, "c": 0.78 * 2 ** -0.07}
+    assert [r["name"] for r in rows] == sorted(want, key=lambda k: -want[k])
+    assert all(r["objective"] == pytest.approx(want[r["name"]]) for r in rows)
+    hard = rank.rank(rank.read(tmp_path / "summary.csv"), "time_box_s", "acc", target=0.02, alpha=0, beta=-1)
+    assert hard[0]["name"] == "b"  # 0.77 beats a's 0.75 (no bonus under T) and c's 0.78 / 2
+    fast = rank.rank(rank.read(tmp_path / "summary.csv"), "time_box_s", maxima=["macs=2.5e8"])
+    assert [r["name"] for r in fast] == ["a", "b"]
+    rank.write(fast, tmp_path / "out", "time_box_s", None)
+    assert (tmp_path / "out" / "pareto_latency.png").is_file()
