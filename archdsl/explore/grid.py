@@ -1,11 +1,13 @@
-"""`archc sweep CONFIG OVERRIDES --cost-only`: a grid of analytic reports, in one process.
+"""`archc sweep CONFIG OVERRIDES --cost-only`: a grid of analytic reports, with no Hydra jobs.
 
 The grid is Hydra's: the overrides are parsed by Hydra's OverridesParser
 (comma lists, `range()`, `choice()`, `glob()`, ...) and expanded by its
 BasicSweeper, so `archc build -m` with the same overrides runs the same
 points. Unlike a Hydra multirun, no job folders are made and the config is
 composed once per distinct setting of non-`params` keys: each point only
-sets its params and elaborates (archdsl.explore.points).
+sets its params and elaborates (archdsl.explore.points). The points are
+evaluated in shards by an engine (archdsl.explore.engines: here, or on Ray)
+and the rows kept in grid order, whichever ran them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 from archdsl.configs.compose import open_params
 from archdsl.explore import plots, summary
+from archdsl.explore.engines import Engine
 from archdsl.explore.points import Base
 from archdsl.explore.progress import Meter
 from archdsl.language.errors import ConfigError
@@ -74,17 +77,24 @@ def _settings(parsed) -> dict[str, tuple[str, Any] | None]:
     return out
 
 
+SHARD = 64  # points an engine evaluates at once
+
+
+def _evaluate(bases: dict[tuple[str, ...], Base], shard: list[tuple[tuple[str, ...], dict]]) -> list[dict]:
+    """Each point's result on its base: the shard function the engine runs."""
+    return [bases[key].evaluate(point) for key, point in shard]
+
+
 def run(config: str, overrides: list[str], out: Path, hardware: str | None = None,
-        quiet: bool = False) -> tuple[list[dict], list[str]]:
+        quiet: bool = False, engine: Engine | None = None) -> tuple[list[dict], list[str]]:
     """Evaluate every point of the grid; write summary.csv/json and pareto.png into `out`."""
     parsed = _parse(overrides)
     jobs = expand(overrides, parsed)
     settings = _settings(parsed)
     bases: dict[tuple[str, ...], Base] = {}
-    meter = Meter(len(jobs), "points")
-    rows = []
+    points = []  # (base key, point) per job
     t0 = time.perf_counter()
-    for i, job in enumerate(jobs):
+    for job in jobs:
         point, rest = {}, []
         for o in job:
             s = settings[o]
@@ -100,9 +110,15 @@ def run(config: str, overrides: list[str], out: Path, hardware: str | None = Non
             if hardware and hardware not in base.cfg.hardware:
                 raise ConfigError(f"no hardware preset '{hardware}'",
                                   hint=f"presets: {', '.join(base.cfg.hardware)}")
-        rows.append(summary.row(i, job, base.evaluate(point)))
-        if not quiet and (i & 63) == 0:
-            meter.update(i + 1, summary.failed(rows))
+        points.append((key, point))
+    meter = Meter(len(jobs), "points")
+    rows = []
+    shards = [points[lo:lo + SHARD] for lo in range(0, len(points), SHARD)]
+    for results in (engine or Engine()).map(_evaluate, bases, shards):
+        for res in results:
+            rows.append(summary.row(len(rows), jobs[len(rows)], res))
+        if not quiet:
+            meter.update(len(rows), summary.failed(rows))
     seconds = time.perf_counter() - t0
     if not quiet:
         meter.update(len(rows), summary.failed(rows), force=True)
