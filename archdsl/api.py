@@ -5,11 +5,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archdsl.backends.cost import Report, report
+from archdsl.backends.torch.contract import FeatureError
 from archdsl.backends.torch.lower import Network, build_module
 from archdsl.compiler import ir, passes
 from archdsl.compiler.elaborate import ParamError, elaborate
+from archdsl.compiler.passes.head import with_head_options
 from archdsl.configs.compose import compose
 from archdsl.configs.schema import ArchConfig, validate
+from archdsl.language import budget
 from archdsl.language.ast import SourceFile
 from archdsl.language.errors import ConfigError
 from archdsl.language.parser import parse_file
@@ -28,8 +31,15 @@ class Compiled:
                       deployed=self.config.deploy)
 
     def module(self, device=None) -> Network:
-        return build_module(self.spec, self.config.drop_path_rate, device, self.config.uses_channels_last,
-                            self.config.uses_prepack)
+        _check_memory(self, device)  # archdsl.load and archc build both come here
+        c = self.config
+        data = dict(c.data.model_dump(), architecture=c.name, reference=c.reference)
+        try:
+            return build_module(self.spec, c.drop_path_rate, device, c.uses_channels_last, c.uses_prepack,
+                                data=data, features_only=c.features_only, out_indices=c.out_indices)
+        except FeatureError as e:
+            key = "out_indices" if c.out_indices is not None else "features_only"
+            raise ConfigError(str(e), key=key, override=_override_of(key, self.overrides)) from None
 
 
 def parse(path: str | Path) -> SourceFile:
@@ -60,30 +70,52 @@ def _override_of(key: str, overrides) -> str | None:
 
 
 def compile_config(cfg: ArchConfig, overrides=(), config_dir: Path | None = None) -> Compiled:
+    # The config's limits (config key `limits`) hold while its files are read and it is elaborated.
+    with budget.active(budget.merged(budget.current(), cfg.limits)):
+        return _compile_config(cfg, overrides, config_dir)
+
+
+def _compile_config(cfg: ArchConfig, overrides=(), config_dir: Path | None = None) -> Compiled:
     roots = [config_dir.parent, config_dir] if config_dir else []
     program = load_program(find_recipe(cfg.recipe, roots), roots)
     check_params(program, cfg, overrides)
     try:
-        spec = elaborate(program, cfg.params, cfg.network)
+        spec = elaborate(program, cfg.params, cfg.network, cfg.in_chans)
     except ParamError as e:
         if not e.from_config:
             raise
         raise ConfigError(e.message + f" (declared at {e.loc})", key=f"params.{e.param}",
                           override=_override_of(f"params.{e.param}", overrides)) from None
+    spec = _with_head_options(spec, cfg, overrides)
     if cfg.deploy:  # the inference graph: BN folded, linear branches fused
         spec = passes.deploy(spec).spec
     return Compiled(cfg, program, spec, tuple(overrides))
 
 
-def compile(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Compiled:
-    """Compose, validate and elaborate a config (see `load` and `cost`)."""
-    data, name, config_dir = compose(config, overrides)
-    cfg = validate(data, name, overrides)
-    return compile_config(cfg, overrides, config_dir)
+def _with_head_options(spec: ir.Seq, cfg: ArchConfig, overrides) -> ir.Seq:
+    """The config's num_classes, global_pool and drop_rate applied to the head."""
+    try:
+        return with_head_options(spec, cfg.num_classes, cfg.global_pool, cfg.drop_rate)
+    except ValueError as e:  # ShapeError too: the head cannot take the option
+        key = next(k for k in ("global_pool", "num_classes", "drop_rate") if getattr(cfg, k) is not None)
+        raise ConfigError(str(e), key=key, override=_override_of(key, overrides)) from None
+
+
+def compile(config: str | Path, overrides: tuple[str, ...] | list[str] = (), limits: dict | None = None
+            ) -> Compiled:
+    """Compose, validate and elaborate a config (see `load` and `cost`). `limits`:
+    archdsl.language.budget's limits, e.g. {"layers": 10**6}, over the config's `limits`."""
+    with budget.active(budget.merged(budget.merged(budget.current(), budget.from_overrides(overrides)), limits)):
+        data, name, config_dir = compose(config, overrides)
+        cfg = validate(data, name, overrides)
+        if limits:
+            cfg.limits = {**cfg.limits, **limits}
+        return compile_config(cfg, overrides, config_dir)
 
 
 def load(config: str | Path, overrides: tuple[str, ...] | list[str] = (), device=None,
-         weights: str | Path | None = None, deploy: bool = False) -> Network:
+         weights: str | Path | None = None, deploy: bool = False, limits: dict | None = None,
+         **options) -> Network:
     """Build the torch module of a config.
 
     `config` may also be an `archc build` output directory: its resolved
@@ -91,10 +123,14 @@ def load(config: str | Path, overrides: tuple[str, ...] | list[str] = (), device
     `deploy=True` (as the override `deploy=true`) builds the deployed graph;
     `weights` are then the deployed module's (`archdsl.deploy` turns a trained
     module into its deployed form).
+    `options`: config keys, as timm's create_model takes them (None: the
+    config's): in_chans, num_classes, global_pool, drop_rate, drop_path_rate,
+    features_only, out_indices — e.g. `load("resnet18", features_only=True, out_indices=(1, 2))`.
     """
     if deploy:
         overrides = [*overrides, "deploy=true"]
-    net = compile(config, overrides).module(device)
+    overrides = [*overrides, *option_overrides(**options)]
+    net = compile(config, overrides, limits).module(device)
     if weights is None and Path(config).is_dir() and (Path(config) / "model.pt").is_file():
         weights = Path(config) / "model.pt"
     if weights is not None:
@@ -103,8 +139,41 @@ def load(config: str | Path, overrides: tuple[str, ...] | list[str] = (), device
     return net
 
 
-def cost(config: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Report:
+OPTIONS = ("in_chans", "num_classes", "global_pool", "drop_rate", "drop_path_rate", "features_only", "out_indices")
+
+
+def option_overrides(**options) -> list[str]:
+    """Config overrides for load's keyword options (None: left as the config has it)."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}; options: {', '.join(OPTIONS)}")
+    out = []
+    for k, v in options.items():
+        if v is None:
+            continue
+        if k == "global_pool" and v == "":  # timm's spelling of no pool
+            v = "none"
+        if isinstance(v, (list, tuple)):
+            v = "[" + ",".join(str(int(i)) for i in v) + "]"
+        elif isinstance(v, bool):
+            v = str(v).lower()
+        out.append(f"{k}={v}")
+    return out
+
+
+def cost(config: str | Path, overrides: tuple[str, ...] | list[str] = (), limits: dict | None = None) -> Report:
     """The analytic cost report of a config; no module is built."""
-    return compile(config, overrides).report()
+    return compile(config, overrides, limits).report()
+
+
+def _check_memory(c: Compiled, device) -> None:
+    """Refuse, before torch allocates anything, a module larger than the limit
+    module_bytes (default: half the free memory of its device)."""
+    where = str(device) if device is not None else "cpu"
+    if where == "meta":
+        return
+    layers = c.report().layers  # fp32 weights, and BN's running statistics (2 per channel, a step count)
+    nbytes = 4 * sum(x.params for x in layers) + sum(8 * x.in_shape[0] + 8 for x in layers if x.kind == "bn")
+    budget.check_module_memory(nbytes, where, budget.merged(budget.current(), c.config.limits), c.config.name)
 
 

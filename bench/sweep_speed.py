@@ -118,7 +118,7 @@ def part_search(samples: int, rounds: int, tmp: Path) -> dict:
             kept.append(stats.kept)
             C.log(f"  {space} seed {r}: {search.describe(stats)}")
         out[space] = {"samples": samples, "filter_s": inner, "e2e_s": e2e, "kept": kept,
-                      "samples_per_s": samples / C.median(inner), "estimator": stats.estimator,
+                      "samples_per_s": samples / C.median(inner),
                       "elaborated": stats.elaborated}
     return out
 
@@ -146,7 +146,7 @@ def main() -> int:
             ["Hydra jobs (12, fresh process)", f"{h['jobs_per_s_12']:.2f}", C.fmt_time(C.median(h["t12_s"]) / 12)],
             ["Hydra jobs, marginal job", f"{h['marginal_jobs_per_s']:.1f}", C.fmt_time(h["marginal_job_s"])]]
     srows = [[k, f"{v['samples']:,}", C.fmt_time(C.median(v["filter_s"])), f"{v['samples_per_s']:,.0f}",
-              C.fmt_time(C.median(v["e2e_s"])), v["estimator"], str(v["elaborated"]), str(v["kept"])]
+              C.fmt_time(C.median(v["e2e_s"])), str(v["elaborated"]), str(v["kept"])]
              for k, v in s.items()]
     md = "\n".join([
         f"# {NAME}", "", C.env_markdown(env, sys.argv), "",
@@ -156,7 +156,7 @@ def main() -> int:
         f"(p25 {C.fmt_ratio(g['loop_over_floor']['p25'])}, p75 {C.fmt_ratio(g['loop_over_floor']['p75'])})", "",
         f"Goal >= {GOAL_GRID_PER_S} configs/s (grid loop): {C.verdict(grid_ok)}", "",
         "## Search: samples filtered", "",
-        C.markdown_table(["space", "samples", "filter time", "samples/s", "end to end", "pre-filter",
+        C.markdown_table(["space", "samples", "filter time", "samples/s", "end to end",
                           "elaborated", "kept"], srows), "",
         f"Goal: {a.samples:,} RegNet samples filtered in < {GOAL_SEARCH_S:.0f} s: {C.verdict(search_ok)}",
     ])

@@ -1,4 +1,4 @@
-"""archc search: samplers, the closed-form pre-filter, constraints, de-duplication, reproducibility."""
+"""archc search: samplers, bounded evaluation, constraints, de-duplication, reproducibility."""
 import json
 import subprocess
 import sys
@@ -9,7 +9,6 @@ import pytest
 
 import archdsl
 from archdsl.explore import search
-from archdsl.explore.estimate import anynet, regnet
 from archdsl.explore.points import Base
 from archdsl.explore.space import Sampler, load_space
 
@@ -20,34 +19,36 @@ def _points(params: dict, n: int) -> list[dict]:
     return [{k: (v[i].tolist() if np.ndim(v) else v) for k, v in params.items()} for i in range(n)]
 
 
-def test_regnet_estimate_equals_elaboration():
+def test_bounded_evaluation_stops_only_networks_past_the_bound():
+    """A network is stopped (at the section that passes the bound) exactly when its full
+    evaluation is past it; below the bound, bounded and full evaluation agree."""
     rng = np.random.default_rng(1)
     n = 60
     p = {"depth": rng.integers(1, 29, n), "w0": rng.integers(1, 33, n) * 8,
          "wa": np.round(rng.uniform(0.1, 256, n), 1), "wm": np.round(rng.uniform(1.5, 3, n), 3),
-         "group_w": 2 ** rng.integers(0, 6, n), "bottleneck": rng.choice([1.0, 0.5, 0.25], n),
-         "se": rng.choice([0.0, 0.25], n), "res": rng.choice([224, 97, 64], n), "classes": 1000, "stem_width": 32}
-    est = regnet(p, n)
+         "group_w": 2 ** rng.integers(0, 6, n), "se": rng.choice([0.0, 0.25], n), "res": rng.choice([224, 97], n)}
     base = Base("regnetx_004")
-    for i, pt in enumerate(_points(p, n)):
-        r = base.evaluate(pt, stages=True)
-        assert r["status"] == "ok" and est["ok"][i]
-        assert (est["macs"][i], est["params"][i], est["activations"][i], est["stages"][i]) == (
-            r["macs"], r["params"], r["activations"], r["stages"]), pt
+    bound = 400e6
+    seen = set()
+    for pt in _points(p, n):
+        full = base.evaluate(pt, stages=True)
+        part = base.evaluate(pt, stages=True, bounds={"macs": bound, "stages": 4})
+        assert full["status"] == "ok"
+        past = [k for k, b in (("stages", 4), ("macs", bound)) if full[k] > b]
+        if past:
+            assert part["status"] == "exceeded" and part["constraint"] in past
+        else:
+            assert part == full
+        seen.add(part["status"])
+    assert seen == {"ok", "exceeded"}
 
 
-def test_anynet_estimate_equals_elaboration(tmp_path):
-    rng = np.random.default_rng(2)
-    n = 30
-    p = {"depths": rng.integers(1, 6, (n, 4)), "widths": rng.integers(1, 129, (n, 4)) * 8,
-         "group_ws": 2 ** rng.integers(0, 6, (n, 4)), "bottlenecks": rng.choice([1.0, 0.5, 0.25], (n, 4)),
-         "se": rng.choice([0.0, 0.25], n), "res": 128, "classes": 10, "stem_width": 24}
-    est = anynet(p, n)
-    base = Base("base", ["recipe=anynet"])
-    for i, pt in enumerate(_points(p, n)):
-        r = base.evaluate(pt, stages=True)
-        assert (est["macs"][i], est["params"][i], est["activations"][i], est["stages"][i]) == (
-            r["macs"], r["params"], r["activations"], r["stages"]), pt
+def test_bounds_never_change_what_a_search_keeps(tmp_path, monkeypatch):
+    a, sa, _ = search.run("anynetx_400mf", 3000, 0, 5, tmp_path / "a", quiet=True)
+    monkeypatch.setattr(search, "BOUNDED", ())  # no early stops: every sample fully evaluated
+    b, sb, _ = search.run("anynetx_400mf", 3000, 0, 5, tmp_path / "b", quiet=True)
+    assert [r["sample"] for r in a] == [r["sample"] for r in b] and len(a) > 0
+    assert sum(sa.rejected.values()) == sum(sb.rejected.values())
 
 
 def test_anynet_recipe_is_regnet_per_stage():
@@ -87,7 +88,7 @@ def test_samplers():
 def test_bundled_spaces_keep_points_within_constraints(tmp_path, name):
     rows, stats, _ = search.run(name, 20000, 8, 0, tmp_path, quiet=True)
     space = load_space(name)
-    assert stats.estimator in ("regnet", "anynet") and stats.kept == len(rows) > 0
+    assert stats.kept == len(rows) > 0
     lo, hi = space.constraints["macs"]
     for r in rows:
         assert lo <= r["macs"] <= hi
@@ -112,7 +113,7 @@ def test_same_seed_same_configs(tmp_path):
     assert configs(tmp_path / "d", 7, samples=30000) == a
 
 
-def test_duplicates_dropped_and_search_without_estimator(tmp_path):
+def test_duplicates_dropped(tmp_path):
     (tmp_path / "space.yaml").write_text(
         "base: resnet18\n"
         "params:\n"
@@ -122,7 +123,7 @@ def test_duplicates_dropped_and_search_without_estimator(tmp_path):
         "  macs: [0, 1.0e+9]\n"
         "  time_a100_s: [null, 1.0]\n")
     rows, stats, _ = search.run(str(tmp_path / "space.yaml"), 40, 0, 3, tmp_path / "out", quiet=True)
-    assert stats.estimator is None and len(rows) == 4  # four distinct networks in 40 samples
+    assert len(rows) == 4  # four distinct networks in 40 samples
     assert stats.duplicates == stats.elaborated - 4
     assert {(r["params.res"], r["params.block"]) for r in rows} == {
         (32, "basic"), (64, "basic"), (32, "bottleneck"), (64, "bottleneck")}

@@ -9,6 +9,7 @@ that both sides agree. Every error names the source location and the path
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -17,7 +18,8 @@ from pydantic import ValidationError
 
 from archdsl.compiler import ir
 from archdsl.language import ast as A
-from archdsl.language.caches import process_cache
+from archdsl.language.budget import Budget
+from archdsl.language.caches import drop_oldest, process_cache
 from archdsl.language.errors import ArchError
 from archdsl.language.expr import InputShape, Tensor, _compile, bind, compiled, in_shape, iterate, type_name
 from archdsl.language.program import RESERVED, Program
@@ -25,7 +27,6 @@ from archdsl.language.types import KNOWN as KNOWN_TYPES
 from archdsl.language.types import check_of, mismatch, unknown_types
 from archdsl.ops import REGISTRY, PluginError, ShapeError, load_plugins
 
-_MAX_DEPTH = 64  # nested block calls
 
 
 class _Sink:
@@ -78,8 +79,9 @@ class _Sink:
 
     def finish(self, seq: ir.Seq) -> None:
         """Give `seq` (whose children these are) its wiring and registration ranks."""
-        seq.wiring = self.wiring()
-        seq.ranks = self.rank_list()
+        if self.wires is not None or self.ranks is not None:  # else a chain in order: as made
+            seq.wiring = self.wiring()
+            seq.ranks = self.rank_list()
 
 
 class Elaborator:
@@ -90,6 +92,9 @@ class Elaborator:
         self.depth = 0
         self.memo = _memo_of(program)
         self.cache: dict = {}  # compiled closures of the definition being run (Definition.compiled)
+        self.in_chans: int | None = None  # replaces the channels input(c, h, w) declares
+        self.after_section: Callable[[ir.Seq], None] | None = None  # called with each section made
+        self.budget = Budget.of(self.memo)  # the limits of the load in progress (archdsl.language.budget)
 
     def is_statement(self, name: str) -> bool:
         """Is `name` a block, network or op (used as a statement, not a function)?"""
@@ -144,12 +149,20 @@ class Elaborator:
 
     def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
         """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
+        budget = self.budget
+        budget.layers -= 1
+        if budget.layers < 0:
+            raise budget.too_many_layers(self, stmt.loc)
+        vkey = _values_key(names, vals)
+        made = _OPS.get((stmt.name, vkey, shape))
+        if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
+            return made
         opdef = REGISTRY[stmt.name]
         if not opdef.joins and type(shape[0]) is tuple:
             raise self.error(f"'{stmt.name}' takes one tensor, but the value here is {len(shape)} tensors",
                              stmt.loc, "name them (-> (a, b)) and continue from one (from a { ... }), "
                              "or join them (add, mul, cat)")
-        key = (stmt.name, _values_key(names, vals))
+        key = (stmt.name, vkey)
         attrs = _ATTRS.get(key)
         values: dict = {}
         try:
@@ -175,7 +188,11 @@ class Elaborator:
             out = opdef.shape(attrs, shape)
         except ShapeError as se:
             raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
-        return ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
+        op = ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
+        if len(_OPS) >= 65_536:
+            drop_oldest(_OPS)
+        _OPS[(stmt.name, vkey, shape)] = op
+        return op
 
     def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
         d = self._block_def(stmt)
@@ -187,8 +204,6 @@ class Elaborator:
         d = self.program.definitions[stmt.name]
         if d.kind != "block":
             raise self.error(f"'{stmt.name}' is a network, not a block", stmt.loc)
-        if self.depth >= _MAX_DEPTH:
-            raise self.error(f"blocks nested deeper than {_MAX_DEPTH} (recursive block?)", stmt.loc)
         return d
 
     def _enter_block(self, stmt: A.Call, d: A.Definition, names: tuple, vals: tuple | list, shape: ir.Shape,
@@ -200,9 +215,11 @@ class Elaborator:
         key = (stmt.name, shape, _values_key(names, vals))
         done = self.memo.get(key)
         if done is not None:
+            self.budget.reuse(self, key, stmt.loc)
             return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name,
                           done.wiring, done.ranks)
         params, _, defaults = _params_of(d)
+        layers_before = self.budget.enter(self, stmt.loc)
         self.path.append(label)
         self.calls.append(stmt.loc)
         self.depth += 1
@@ -226,10 +243,14 @@ class Elaborator:
             try:
                 sink = _Sink(seq.children, in_shape=shape)
                 seq.out_shape = self.run(d.body, inner, shape, sink)
-                sink.finish(seq)
+                if sink.wires is not None or sink.ranks is not None:
+                    sink.finish(seq)
             finally:
                 self.cache = caller
             self.memo.put(key, seq)
+            self.budget.made(key, layers_before)
+        except RecursionError:
+            raise self.budget.too_deep(self, stmt.loc) from None
         finally:
             self.depth -= 1
             self.calls.pop()
@@ -261,6 +282,7 @@ class Elaborator:
         n = self.evaluate(e, env)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise self.error(f"repeat count must be a non-negative integer, got {n!r}", e.loc)
+        self.budget.loop(self, n, e.loc)
         return n
 
     def _s_Call(self, s: A.Call, env, shape, sink):
@@ -291,7 +313,8 @@ class Elaborator:
         seq = ir.Seq(shape, shape, loc, tuple(self.path), [])
         sink = _Sink(seq.children, what=what, in_shape=shape)
         seq.out_shape = self.run(stmts, dict(env), shape, sink)
-        sink.finish(seq)
+        if sink.wires is not None or sink.ranks is not None:
+            sink.finish(seq)
         return seq
 
     def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
@@ -546,7 +569,7 @@ class Elaborator:
                 if state["shape"] is not None or stages.children or state["stem"]:
                     raise self.error("input(...) must come once, before any section", s.loc)
                 v = self._bind_args("input", ["c", "h", "w"], s.args, env, s.loc, {"c", "h", "w"})
-                dims = (v["c"], v["h"], v["w"])
+                dims = (self.in_chans or v["c"], v["h"], v["w"])
                 if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in dims):
                     raise self.error(f"input dimensions must be positive integers, got {dims}", s.loc)
                 state["shape"] = dims
@@ -595,6 +618,8 @@ class Elaborator:
                              "name values inside a block or a stage", s.loc)
         state["shape"] = shape
         env["$in"] = in_shape(shape)
+        if self.after_section is not None:  # a search's bounds: it may stop the network here
+            self.after_section(seq)
         if s.kind == "stem":
             state["stem"] = seq
         elif s.kind == "stage":
@@ -613,6 +638,9 @@ class _Bound:
 
 # Validated (frozen) op attributes by (op, argument values): most layers repeat.
 _ATTRS: dict[tuple, Any] = process_cache("elaborated")
+# Ops by (op, argument values, input shape): an equal op on an equal input is
+# one node (nodes are never mutated; passes copy what they change).
+_OPS: dict[tuple, ir.Op] = process_cache("elaborated")
 
 
 _NOT_YET = object()  # not in a cache yet (whose values may be None)
@@ -626,9 +654,16 @@ def _values_key(names: tuple, vals: tuple | list) -> tuple:
     `==` does not (see _frozen); the types, in C, where that is enough. Another
     argument order makes another key: only less sharing."""
     types = tuple(map(type, vals))
-    if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals):
+    if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals and _negative_zero(vals)):
         return (names, types, tuple(vals))
     return (names, tuple([_frozen(v) for v in vals]))
+
+
+def _negative_zero(vals) -> bool:
+    for v in vals:
+        if type(v) is float and v == 0 and math.copysign(1.0, v) < 0:
+            return True
+    return False
 
 
 def _frozen(v: Any) -> Any:
@@ -685,7 +720,7 @@ class _BlockMemo:
     """Elaborated block bodies of one program by (block, input shape, argument
     values), kept across elaborations (a sweep's configs share most blocks)."""
 
-    LIMIT = 2_000
+    LIMIT = 16_384  # a search's configs share most blocks with recent ones
 
     def __init__(self, definitions: tuple[A.Definition, ...]):
         self.definitions = definitions  # what the bodies came from (and what keeps their ids)
@@ -696,7 +731,7 @@ class _BlockMemo:
 
     def put(self, key: tuple, seq: ir.Seq) -> None:
         if len(self.bodies) >= self.LIMIT:
-            self.bodies.clear()
+            drop_oldest(self.bodies)
         self.bodies[key] = seq
 
 
@@ -705,6 +740,7 @@ class _BlockMemo:
 # (while its files are unchanged), which elaborates the same. Each memo holds
 # its definitions, so the ids are not reused while it is here.
 _MEMOS: dict[tuple, _BlockMemo] = process_cache("elaborated")
+_NAMES_CHECKED: dict[tuple, tuple] = process_cache("read")  # programs check_names passed
 
 
 def forget_blocks() -> None:
@@ -732,7 +768,9 @@ def _memo_of(program: Program) -> _BlockMemo:
     key = tuple(map(id, definitions))
     memo = _MEMOS.get(key)
     if memo is None:
-        check_names(program)
+        if key not in _NAMES_CHECKED:  # a property of the parsed files: checked once per program
+            check_names(program)
+            _NAMES_CHECKED[key] = definitions  # (holding them keeps their ids from being reused)
         if len(_MEMOS) >= 8:
             _MEMOS.pop(next(iter(_MEMOS)))
         memo = _MEMOS[key] = _BlockMemo(definitions)
@@ -864,7 +902,10 @@ def _call(s: A.Call) -> Step:
                 node = el._make_op(s, names, vals, shape)
             finally:
                 el.path.pop()
-            sink.add(node)
+            if sink.wires is None:  # sink.add, inlined: the hottest step
+                nodes.append(node)
+            else:
+                sink.add(node)
             return node.out_shape
         return op
 
@@ -883,13 +924,16 @@ def _call(s: A.Call) -> Step:
             plan = _arg_plan(params, required, s.args)
             hit = plans[id(d)] = (d, None, None) if plan is None else (d, tuple([p for p, _ in plan]), [a for _, a in plan])
         _, names, args = hit
-        if names is None or d.kind != "block" or el.depth >= _MAX_DEPTH:
+        if names is None or d.kind != "block":
             return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
         vals = [arg(el, env) for arg in args]
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
         node = el._enter_block(s, d, names, vals, shape, role, label)
-        sink.add(node)
+        if sink.wires is None:
+            nodes.append(node)
+        else:
+            sink.add(node)
         return node.out_shape
     return block
 
@@ -912,6 +956,15 @@ def _fmt(shape: ir.Shape) -> str:
 
 
 def elaborate(program: Program, params: dict[str, Any], network: str | None = None,
-) -> ir.Seq:
+              in_chans: int | None = None, after_section: Callable[[ir.Seq], None] | None = None) -> ir.Seq:
+    """in_chans: input channels in place of those the network's input(c, h, w) declares;
+    after_section: called with each stem, stage and head as it is made (it may raise to
+    stop: a search stops a network whose cost is already past a bound)."""
     d = program.network(network)
-    return Elaborator(program).network(d, params)
+    e = Elaborator(program)
+    e.in_chans = in_chans
+    e.after_section = after_section
+    try:
+        return e.network(d, params)
+    except RecursionError:
+        raise e.budget.too_deep(e, d.loc) from None

@@ -1,17 +1,12 @@
-"""Closed-form costs of many RegNet / AnyNet points at once (numpy), before anything is built.
+"""A RegNet or AnyNet point as AnyNet's per-stage lists, for `archc scale`'s per-stage rules.
 
-`archc search` rejects most samples of a design space on their MACs, params,
-activations or stage count; elaborating each (~2 ms) would make 100,000
-samples take minutes. For the recipes whose structure is simple enough —
-regnet.arch and anynet.arch: a 3x3 stem, stages of regnet_bottleneck
-blocks, a linear head — these functions compute the same totals the cost
-model reports, vectorized over samples, following the recipes step by step
-(tests/test_search.py checks equality against elaboration). They only
-pre-filter: every point the search keeps is elaborated and checked exactly.
+It follows recipes/regnet.arch and recipes/anynet.arch step by step (numpy,
+as pycls's regnet_cfg_to_anynet_cfg does). It is the last piece of Python
+that knows a bundled family; it goes when scaling rules are declared in the
+specs themselves. The search no longer uses a closed form: every sample goes
+through the compiler (archdsl.explore.search).
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
@@ -65,60 +60,6 @@ def _compatible(w_raw, b, gw):
     return width.astype(np.int64), g.astype(np.int64)
 
 
-def _xblock_costs(p: Params, n: int, w_raw, b, gw, start, valid) -> dict[str, np.ndarray]:
-    """Totals of stem + regnet_bottleneck blocks (blocks/regnet.arch) + head."""
-    i64 = np.int64
-    with np.errstate(all="ignore"):
-        ok = np.where(valid, np.isfinite(w_raw) & (w_raw > 0), True).all(1)
-        w_raw = np.where(valid & np.isfinite(w_raw), w_raw, 8)
-    width, g = _compatible(w_raw, b, gw)
-    # Inside the block: inner width, groups, and the 3x3's inputs per output.
-    inner = np.round(width * b).astype(i64)
-    per_out = inner // np.maximum(inner // np.maximum(g, 1), 1) * 9
-    stem = _col(p, "stem_width", n).astype(i64)
-    w_in = np.concatenate([stem, width[:, :-1]], axis=1)
-    res = _col(p, "res", n).astype(i64)
-    h0 = (res - 1) // 2 + 1  # after the 3x3 stride-2 stem
-    stage = np.cumsum(start, axis=1) - 1
-    h_out = -(-h0 // (2 ** (stage + 1)))  # each stage halves: ceil(h / 2)
-    h_in = np.where(start, -(-h0 // (2 ** np.maximum(stage, 0))), h_out)
-    a_in, a_out = h_in * h_in, h_out * h_out
-    short = start | (w_in != width)
-    se = _col(p, "se", n)
-    se_w = np.where(se > 0, np.round(w_in * se), 0).astype(i64)
-
-    macs = w_in * inner * a_in + per_out * inner * a_out + inner * width * a_out \
-        + short * w_in * width * a_out + 2 * se_w * inner
-    params = w_in * inner + per_out * inner + inner * width + 2 * inner + 2 * inner + 2 * width \
-        + short * (w_in * width + 2 * width) + (se_w > 0) * (2 * se_w * inner + se_w + inner)
-    acts = inner * a_in + inner * a_out + width * a_out + short * width * a_out + (se_w > 0) * (se_w + inner)
-
-    def total(x):
-        return np.where(valid, x, 0).sum(1)
-
-    nblocks = valid.sum(1)
-    last = np.where(nblocks > 0, width[np.arange(n), np.maximum(nblocks - 1, 0)], stem[:, 0])
-    classes = _col(p, "classes", n).astype(i64)[:, 0]
-    s0, a0 = stem[:, 0], (h0 * h0)[:, 0]
-    return {
-        "ok": ok,
-        "stages": start.sum(1),
-        "macs": total(macs) + 27 * s0 * a0 + last * classes,
-        "params": total(params) + 27 * s0 + 2 * s0 + last * classes + classes,
-        "activations": total(acts) + s0 * a0 + classes,
-        # For de-duplicating: the blocks a point builds (width, group width, stage starts).
-        "_width": np.where(valid, width, 0), "_g": np.where(valid, g, 0), "_start": start,
-    }
-
-
-def regnet(p: Params, n: int) -> dict[str, np.ndarray]:
-    return _xblock_costs(p, n, *_regnet_blocks(p, n))
-
-
-def anynet(p: Params, n: int) -> dict[str, np.ndarray]:
-    return _xblock_costs(p, n, *_anynet_blocks(p, n))
-
-
 def stage_lists(network: str, params: dict) -> dict[str, list]:
     """One RegNet/AnyNet point as AnyNet's per-stage lists (pycls's regnet_cfg_to_anynet_cfg)."""
     p = {k: np.asarray([v]) for k, v in params.items()}
@@ -129,19 +70,3 @@ def stage_lists(network: str, params: dict) -> dict[str, list]:
     ends = starts[1:] + [int(valid[0].sum())]
     return {"depths": [e - s for s, e in zip(starts, ends)], "widths": [int(width[0, s]) for s in starts],
             "group_ws": [int(g[0, s]) for s in starts], "bottlenecks": [float(b[0, s]) for s in starts]}
-
-
-# network name -> estimator; the search uses one only when its network is listed here.
-ESTIMATORS: dict[str, Callable[[Params, int], dict[str, np.ndarray]]] = {"regnet": regnet, "anynet": anynet}
-NEEDS = {"regnet": ("depth", "w0", "wa", "wm", "group_w", "bottleneck", "se", "res", "classes", "stem_width"),
-         "anynet": ("depths", "widths", "group_ws", "bottlenecks", "se", "res", "classes", "stem_width")}
-
-
-def structure_key(est: dict[str, np.ndarray], i: int, extra: tuple = ()) -> tuple:
-    """What point i builds (its blocks, plus `extra`: the other sampled values); equal keys, equal networks."""
-    return (tuple(est["_width"][i].tolist()), tuple(est["_g"][i].tolist()),
-            tuple(np.flatnonzero(est["_start"][i]).tolist())) + extra
-
-
-# The parameters an estimate's block structure already accounts for.
-SHAPE_PARAMS = {"regnet": {"depth", "w0", "wa", "wm", "group_w"}, "anynet": {"depths", "widths", "group_ws"}}

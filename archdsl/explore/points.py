@@ -15,6 +15,7 @@ import yaml
 
 from archdsl.api import Compiled, check_params, compile_config
 from archdsl.build import _write as write_atomic
+from archdsl.backends.cost import costed
 from archdsl.build import costs
 from archdsl.compiler import ir
 from archdsl.compiler.elaborate import elaborate
@@ -31,6 +32,38 @@ def stage_count(spec: ir.Seq) -> int:
     if spec.role == "network" and len(spec.children) > 1:
         return len(spec.children[1].children)
     return 0
+
+
+BOUNDED = ("stages", "params", "macs", "activations", "bytes")  # totals that only grow, section by section
+
+
+class Exceeded(Exception):
+    """A network stopped as soon as a running total passed its bound."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+class _Watch:
+    """Adds up each section's totals as elaboration makes it; raises Exceeded past a bound."""
+
+    def __init__(self, bounds: dict[str, float], dtype: str):
+        self.bounds = [(k, hi) for k, hi in bounds.items() if k in BOUNDED and hi is not None]
+        self.dtype = dtype
+        self.sums = dict.fromkeys(BOUNDED, 0)
+
+    def __call__(self, section: ir.Seq) -> None:
+        t = costed(section, self.dtype).total  # its blocks' costs are kept for the report
+        sums = self.sums
+        sums["stages"] += section.role == "stage"
+        sums["params"] += t.params
+        sums["macs"] += t.macs
+        sums["activations"] += t.activations
+        sums["bytes"] += t.bytes
+        for k, hi in self.bounds:
+            if sums[k] > hi:
+                raise Exceeded(k)
 
 
 class Base:
@@ -69,20 +102,29 @@ class Base:
         d = self.defaults()
         return {k: self.cfg.params.get(k, d.get(k)) for k in keys}
 
-    def compiled(self, point: dict[str, Any]) -> Compiled:
+    def compiled(self, point: dict[str, Any], bounds: dict[str, float] | None = None) -> Compiled:
         params = self.params(point)
         if self.cfg.deploy:  # the deployed graph takes compile_config's extra passes
             return compile_config(self.cfg.model_copy(update={"params": params}), (), self.config_dir)
-        return Compiled(self.cfg, self.program, elaborate(self.program, params, self.cfg.network), ())
+        watch = _Watch(bounds, self.cfg.dtype) if bounds else None
+        return Compiled(self.cfg, self.program, elaborate(self.program, params, self.cfg.network,
+                                                          after_section=watch), ())
 
-    def evaluate(self, point: dict[str, Any], stages: bool = False) -> dict:
-        """A job-like result for one point; an invalid point is a result with its error."""
+    def evaluate(self, point: dict[str, Any], stages: bool = False, bounds: dict[str, float] | None = None) -> dict:
+        """A job-like result for one point; an invalid point is a result with its error.
+
+        bounds: upper bounds on totals (params, macs, activations, bytes); a
+        network past one is stopped at the section where it passes it (totals
+        only grow), and the result says which ("exceeded": the constraint).
+        A search rejects most samples so, having elaborated part of them."""
         try:
-            c = self.compiled(point)
+            c = self.compiled(point, bounds)
             res = {"status": "ok", "name": self.cfg.name, **costs(c.report())}
             if stages:
                 res["stages"] = stage_count(c.spec)
             return res
+        except Exceeded as e:
+            return {"status": "exceeded", "name": self.cfg.name, "constraint": e.key}
         except ArchError as e:
             return {"status": "error", "name": self.cfg.name, "error": e.render()}
 

@@ -1,15 +1,22 @@
 """`archc search SPACE --samples N --keep K --seed S`: sample a design space under cost constraints.
 
 Like pycls's sweep setup: draw N points from the space's samplers, reject
-those that break a constraint, drop duplicates, keep the first K. Cheap
-checks come first: for RegNet/AnyNet spaces a vectorized closed form
-(archdsl.explore.estimate) gives every sample's stages, params, MACs and
-activations at once, so only survivors are elaborated — and each of those is
-then checked exactly, on every constraint, against its analytic report.
+those that break a constraint, drop duplicates, keep the first K. Every
+sample goes through the compiler's one path, for any recipe: elaboration
+(equal blocks and ops are made once across samples: the block and op memos)
+and the analytic report. Upper bounds on totals that only grow (stages,
+params, MACs, activations, bytes) stop a sample at the section where it
+passes one (points.Base.evaluate), so most rejected samples are only partly
+elaborated; the rest are checked on every constraint against their report.
 
 Samples are drawn in chunks, each from its own generator seeded with
 (seed, chunk index): a run is reproducible, and a larger N only appends
 samples (the first N of a bigger run are the same points).
+
+Shards of a chunk are checked and evaluated by `_scan`, a pure function an
+engine (archdsl.explore.engines) runs here or on Ray workers; `run` folds
+their outcomes in sample order (duplicates, --keep, counts), so every
+engine keeps the same points in the same order.
 
 The kept points are written as configs `archc build` runs
 (`defaults: [<base>, _self_]` + params), with summary.csv/json,
@@ -18,6 +25,7 @@ histograms.png (their cost distributions) and pareto.png.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,40 +33,29 @@ from typing import Any
 import numpy as np
 
 from archdsl.explore import plots, summary
-from archdsl.explore.estimate import ESTIMATORS, NEEDS, SHAPE_PARAMS, structure_key
-from archdsl.explore.points import Base
+from archdsl.explore.engines import Engine
+from archdsl.explore.points import BOUNDED, Base
 from archdsl.explore.progress import Meter
 from archdsl.explore.space import Space, load_space
 from archdsl.language.errors import ConfigError
 
 CHUNK = 8192
-CHEAP = ("stages", "params", "macs", "activations")  # what the estimators give, in checking order
+SHARD = 1024  # samples an engine evaluates at once; a chunk is CHUNK // SHARD shards
 
 
 @dataclass
 class Stats:
     samples: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)  # by the first constraint a sample broke
+    # by the first constraint a sample broke (a sample stopped while being built: the bound it passed)
+    rejected: dict[str, int] = field(default_factory=dict)
     invalid: int = 0  # the network could not be built from the sample (an error in elaboration)
     duplicates: int = 0
     elaborated: int = 0
     kept: int = 0
-    estimator: str | None = None
     seconds: float = 0.0
 
     def reject(self, key: str, n: int = 1) -> None:
         self.rejected[key] = self.rejected.get(key, 0) + n
-
-
-def _estimator(base: Base, space: Space):
-    """The network's closed-form estimator with its fixed parameters, or None."""
-    name = base.network.name
-    if name not in ESTIMATORS:
-        return None
-    fixed = {k: v for k, v in base.values(NEEDS[name]).items() if k not in space.params}
-    if any(v is None for v in fixed.values()):
-        return None
-    return name, fixed
 
 
 def _value(v: Any) -> Any:
@@ -71,8 +68,34 @@ def _within(value: float, bounds) -> bool:
     return (lo is None or value >= lo) and (hi is None or value <= hi)
 
 
+@dataclass
+class _Plan:
+    """What every shard of one search needs; an engine sends it once to each worker."""
+    space: Space
+    base: Base
+    seed: int
+    bounds: dict  # upper bounds on growing totals: a sample past one stops being elaborated there
+    drawn: tuple = (None, None)  # (chunk, its samples): the last chunk this process drew
+
+    def draw(self, c: int) -> dict[str, np.ndarray]:
+        if self.drawn[0] != c:
+            # Each chunk has its own generator: the first N samples never depend on the total.
+            self.drawn = (c, self.space.sample(np.random.default_rng([self.seed, c]), CHUNK))
+        return self.drawn[1]
+
+
+def _scan(plan: _Plan, shard: tuple[int, int, int]) -> list[tuple[int, dict, dict]]:
+    """Samples lo..hi of chunk c, each evaluated: (index, point, result). Pure:
+    the same on any engine."""
+    c, lo, hi = shard
+    pts = {k: v[lo:hi] for k, v in plan.draw(c).items()}
+    return [(lo + i, point, plan.base.evaluate(point, stages=True, bounds=plan.bounds))
+            for i, point in enumerate({k: _value(v[i]) for k, v in pts.items()} for i in range(hi - lo))]
+
+
 def run(space_ref: str, samples: int, keep: int | None, seed: int, out: Path,
-        hardware: str | None = None, quiet: bool = False) -> tuple[list[dict], Stats, list[str]]:
+        hardware: str | None = None, quiet: bool = False,
+        engine: Engine | None = None) -> tuple[list[dict], Stats, list[str]]:
     keep = keep or None  # 0: every point that passes
     space = load_space(space_ref)
     base = Base(space.base_path(), space.overrides)
@@ -81,68 +104,50 @@ def run(space_ref: str, samples: int, keep: int | None, seed: int, out: Path,
         if k.startswith("time_") and k[5:-2] not in base.cfg.hardware:
             raise ConfigError(f"{space.path}: no hardware preset '{k[5:-2]}'", key=f"constraints.{k}",
                               hint=f"presets: {', '.join(base.cfg.hardware)}")
-    est = _estimator(base, space)
-    stats = Stats(estimator=est[0] if est else None)
-    order = [k for k in CHEAP if k in space.constraints] + [k for k in space.constraints if k not in CHEAP]
-    cheap = [k for k in order if k in CHEAP] if est else []
-    other = [k for k in space.params if not est or k not in SHAPE_PARAMS[est[0]]]
+    stats = Stats()
+    order = list(space.constraints)
+    bounds = {k: hi for k, (lo, hi) in space.constraints.items() if k in BOUNDED and hi is not None}
+    plan = _Plan(space, base, seed, bounds)
+    shards = [(c, lo, min(lo + SHARD, samples - c * CHUNK))
+              for c in range(-(-samples // CHUNK)) for lo in range(0, min(CHUNK, samples - c * CHUNK), SHARD)]
     meter = Meter(samples, "samples")
     seen: set = set()
     rows: list[dict] = []
     full = False
     t0 = time.perf_counter()
-    for c in range(-(-samples // CHUNK)):
-        # Each chunk has its own generator: the first N samples never depend on the total.
-        drawn = space.sample(np.random.default_rng([seed, c]), CHUNK)
-        m = min(CHUNK, samples - c * CHUNK)
-        pts = {k: v[:m] for k, v in drawn.items()}
-        why = np.full(m, -1)  # per sample: -1 passed the cheap checks, -2 invalid, else the constraint broken
-        if est:
-            e = ESTIMATORS[est[0]]({**est[1], **pts}, m)
-            why[~e["ok"]] = -2
-            for n, k in enumerate(cheap):
-                lo, hi = space.constraints[k]
-                bad = ((e[k] < lo) if lo is not None else False) | ((e[k] > hi) if hi is not None else False)
-                why[(why == -1) & bad] = n
-        upto = m
-        for i in np.flatnonzero(why == -1):
-            point = {k: _value(v[i]) for k, v in pts.items()}
-            if est:
-                key = structure_key(e, int(i), tuple(repr(point[k]) for k in other))
-                if key in seen:
-                    stats.duplicates += 1
+    with closing((engine or Engine()).map(_scan, plan, shards)) as scanned:
+        for (c, lo, hi), evaluated in zip(shards, scanned):
+            upto = hi - lo
+            for i, point, res in evaluated:
+                stats.elaborated += 1
+                if res["status"] == "exceeded":  # stopped where its cost passed the bound
+                    stats.reject(res["constraint"])
                     continue
-            res = base.evaluate(point, stages=True)
-            stats.elaborated += 1
-            if res["status"] != "ok":
-                stats.invalid += 1
-                continue
-            broken = next((k for k in order if not _within(_metric(res, k), space.constraints[k])), None)
-            if broken:
-                stats.reject(broken)
-                continue
-            if not est:  # no structure key: networks equal in every total are one point
+                if res["status"] != "ok":
+                    stats.invalid += 1
+                    continue
+                broken = next((k for k in order if not _within(_metric(res, k), space.constraints[k])), None)
+                if broken:
+                    stats.reject(broken)
+                    continue
+                # networks equal in every total are one point (other samples of one structure)
                 key = (res["stages"], res["params"], res["macs"], res["activations"], res["bytes"])
                 if key in seen:
                     stats.duplicates += 1
                     continue
-            seen.add(key)
-            row = summary.row(len(rows), [], res, point)
-            row["sample"] = c * CHUNK + int(i)
-            row["stages"] = res["stages"]
-            rows.append(row)
-            if keep is not None and len(rows) >= keep:
-                full, upto = True, int(i) + 1
+                seen.add(key)
+                row = summary.row(len(rows), [], res, point)
+                row["sample"] = c * CHUNK + i
+                row["stages"] = res["stages"]
+                rows.append(row)
+                if keep is not None and len(rows) >= keep:
+                    full, upto = True, i - lo + 1
+                    break
+            stats.samples = c * CHUNK + lo + upto
+            if not quiet:
+                meter.update(stats.samples, 0)
+            if full:
                 break
-        head = why[:upto]  # what the cheap checks rejected among the samples looked at
-        stats.invalid += int((head == -2).sum())
-        for n, k in enumerate(cheap):
-            stats.reject(k, int((head == n).sum()))
-        stats.samples = c * CHUNK + upto
-        if not quiet:
-            meter.update(stats.samples, 0)
-        if full:
-            break
     stats.kept = len(rows)
     stats.seconds = time.perf_counter() - t0
     if not quiet:
@@ -178,8 +183,7 @@ def write(space: Space, base: Base, rows: list[dict], stats: Stats, seed: int, o
 
 def describe(stats: Stats) -> str:
     rej = ", ".join(f"{v} on {k}" for k, v in stats.rejected.items() if v) or "none"
-    how = f"closed-form {stats.estimator} estimate, then elaboration" if stats.estimator else "elaboration"
     rate = stats.samples / stats.seconds if stats.seconds else 0.0
-    return (f"{stats.samples} samples in {stats.seconds:.1f} s ({rate:,.0f}/s; checks: {how}): "
+    return (f"{stats.samples} samples in {stats.seconds:.1f} s ({rate:,.0f}/s): "
             f"rejected {rej}; {stats.invalid} invalid, {stats.duplicates} duplicates, "
             f"{stats.elaborated} elaborated, {stats.kept} kept")

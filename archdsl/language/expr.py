@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from archdsl.language import ast as A
+from archdsl.language.budget import power_too_big, product_too_big, value_too_big
 from archdsl.language.builtins import BUILTINS, SpecFailure
 
 Fn = Callable[[Any, dict], Any]  # (elaborator, env) -> value
@@ -79,8 +80,10 @@ def _compile(e: A.Expr) -> Fn:
 
 
 def iterate(el, value, loc):
+    """`value` as the items of a loop, charged to the budget's `steps` before it runs."""
     if not isinstance(value, (list, tuple)):
         raise el.error(f"cannot iterate over a {type_name(value)}", loc)
+    el.budget.loop(el, len(value), loc)
     return value
 
 
@@ -168,20 +171,46 @@ def _neg(e: A.Neg) -> Fn:
     return f
 
 
+_SEQUENCES = (str, list, tuple)
+
+
 def _bin_op(e: A.BinOp) -> Fn:
     left, right, op, fn = _compile(e.left), _compile(e.right), e.op, BINOPS[e.op]
+    # What may grow a value past the budget's limits is checked: before `*`
+    # and `**` (they could take minutes or gigabytes to make it), after `+`
+    # and `-` (which grow an integer by a bit, and join sequences).
+    before = power_too_big if op == "**" else product_too_big if op == "*" else None
+    grows = op in ("+", "-")
 
     def f(el, env):
         a, b = left(el, env), right(el, env)
-        if op == "**" and isinstance(b, (int, float)) and abs(b) > 1024:
-            raise el.error(f"exponent {b} is too large", e.loc)
+        if before is not None:
+            why = before(a, b, el.budget.limits)
+            if why is not None:
+                raise el.error(f"'{op}': {why}", e.loc, el.budget.limits.hint("int_bits" if "integer" in why
+                                                                              else "length"))
         try:
-            return fn(a, b)
+            out = fn(a, b)
         except ZeroDivisionError:
             raise el.error("division by zero", e.loc) from None
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError, MemoryError):
             raise el.error(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc) from None
+        if grows or before is not None:
+            t = type(out)
+            if t is int:
+                if out.bit_length() > el.budget.limits.int_bits:
+                    _too_big(el, out, e.loc)
+            elif t in _SEQUENCES:
+                el.budget.loop(el, len(out), e.loc)  # making it cost its length
+                if len(out) > el.budget.limits.length:
+                    _too_big(el, out, e.loc)
+        return out
     return f
+
+
+def _too_big(el, value, loc):
+    why = value_too_big(value, el.budget.limits)
+    raise el.error(why, loc, el.budget.limits.hint("int_bits" if type(value) is int else "length"))
 
 
 def _compare(e: A.Compare) -> Fn:
@@ -192,6 +221,8 @@ def _compare(e: A.Compare) -> Fn:
         left = first(el, env)
         for op, cmp, rhs in rest:
             right = rhs(el, env)
+            if op == "in" and type(right) in _SEQUENCES:
+                el.budget.loop(el, len(right), e.loc)  # a search costs the sequence's length
             try:
                 ok = cmp(left, right)
             except TypeError:
@@ -264,12 +295,21 @@ def _fcall(e: A.FCall) -> Fn:
     def f(el, env):
         a = [g(el, env) for g in args]
         k = {n: g(el, env) for n, g in kwargs}
+        for v in a:  # a builtin walks the sequences it is given: that costs their length
+            if type(v) in _SEQUENCES:
+                el.budget.loop(el, len(v), e.loc)
         try:
-            return fn(*a, **k)
+            out = fn(*a, **k)
         except SpecFailure as ex:
             raise el.error(str(ex), e.loc) from None
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as ex:
             raise el.error(f"{e.name}(): {ex}", e.loc) from None
+        t = type(out)
+        if t in _SEQUENCES:
+            el.budget.loop(el, len(out), e.loc)  # making it cost its length
+        if (t is int or t in _SEQUENCES) and value_too_big(out, el.budget.limits) is not None:
+            _too_big(el, out, e.loc)
+        return out
     return f
 
 
@@ -289,8 +329,8 @@ def _list_comp(e: A.ListComp) -> Fn:
 
     def f(el, env):
         out = []
+        inner = dict(env)  # the loop's own scope; each item rebinds every target name
         for item in iterate(el, iterable(el, env), e.iterable.loc):
-            inner = dict(env)
             bind(el, inner, e.target, item, e.loc)
             if condition is None or condition(el, inner):
                 out.append(element(el, inner))

@@ -12,6 +12,7 @@ A float accepts an int; an int never accepts a bool.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 from archdsl.language import ast as A
@@ -30,6 +31,10 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+# The same kinds as the types a value's type must be one of (all but `any`).
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list, tuple)}
+
+
 def check_of(spec: A.TypeSpec, cache: dict) -> Check:
     """`spec`'s check, kept in `cache` (its Definition.compiled)."""
     return compiled(spec, cache, _compile_type)
@@ -37,6 +42,29 @@ def check_of(spec: A.TypeSpec, cache: dict) -> Check:
 
 def _compile_type(spec: A.TypeSpec) -> Check:
     alts = [_compile_alt(a) for a in spec.alternatives]
+    if len(alts) == 1:  # the common case: one call, no loop
+        a = spec.alternatives[0]
+        types = _TYPES.get(a.name)
+        constant = [(CMPS[op], _constant(b)) for op, b in a.bounds]
+        describe1 = alts[0][1]
+        if types is not None and a.item is None and len(constant) <= 2 and \
+                all(c is not _NOT_CONSTANT for _, c in constant):
+            (cmp1, c1), (cmp2, c2) = (constant + [(operator.is_not, _NOT_CONSTANT)] * 2)[:2]  # no bound: always true, in C
+
+            def check_number(el, env, v):
+                if type(v) in types:
+                    try:
+                        if cmp1(v, c1) and cmp2(v, c2):
+                            return None
+                    except TypeError:
+                        pass
+                return describe1(el, env, v)
+            return check_number
+        fits1 = alts[0][0]
+
+        def check1(el, env, value):
+            return None if fits1(el, env, value) else describe1(el, env, value)
+        return check1
 
     def check(el, env, value):
         for fits, _ in alts:
@@ -62,14 +90,7 @@ def _compile_alt(a: A.TypeAlt):
     if item is None and all(c is not _NOT_CONSTANT for _, c in constant):
         # Bounds that are numbers (nearly all): compared without evaluating
         # anything, as a type check runs at every block call elaborated.
-        def fits_number(el, env, v):
-            if not kind(v):
-                return False
-            try:
-                return all(cmp(v, c) for cmp, c in constant)
-            except TypeError:
-                return False
-        return fits_number, lambda el, env, v=None: " ".join(
+        return _fits_constant(kind, constant), lambda el, env, v=None: " ".join(
             [a.name] + [f"{op} {_shown(c)}" for (op, _), (_, c) in zip(a.bounds, constant)])
 
     def fits(el, env, v):
@@ -92,6 +113,38 @@ def _compile_alt(a: A.TypeAlt):
 
 
 _NOT_CONSTANT = object()
+
+
+def _fits_constant(kind: Callable[[Any], bool], bounds: list[tuple[Callable, Any]]):
+    """A check of a kind and constant bounds; zero, one or two bounds (nearly
+    every parameter) without a loop."""
+    if not bounds:
+        return lambda el, env, v: kind(v)
+    if len(bounds) == 1:
+        (cmp, c), = bounds
+
+        def fits_one(el, env, v):
+            try:
+                return kind(v) and cmp(v, c)
+            except TypeError:
+                return False
+        return fits_one
+    if len(bounds) == 2:
+        (cmp1, c1), (cmp2, c2) = bounds
+
+        def fits_two(el, env, v):
+            try:
+                return kind(v) and cmp1(v, c1) and cmp2(v, c2)
+            except TypeError:
+                return False
+        return fits_two
+
+    def fits_all(el, env, v):
+        try:
+            return kind(v) and all(cmp(v, c) for cmp, c in bounds)
+        except TypeError:
+            return False
+    return fits_all
 
 
 def _constant(e: A.Expr):
