@@ -79,3 +79,34 @@ def test_a_duplicate_key_is_refused_as_omegaconf_refuses_it(tmp_path):
     with pytest.raises(ArchError, match="duplicate key name") as e:  # located at the second one
         quick_compose(tmp_path, "dup", [], conf_dir().resolve())
     assert str(e.value.loc).endswith("dup.yaml:3:1")
+
+
+PLAIN_OVERRIDES = ["params.depth=13", "params.wm=2.5", "params.wa=1e3", "params.x=-0.5", "params.x=+3", "a.b=.5",
+                   "a.b=5.", "a=true", "a=false", "a=[1,2,3]", "a=[1, 2.5, -3]", "a=[]", "a=1e-3", "a=-1E+2", "a=0",
+                   "a=-0.0", "a=[ 1 ,2 ]", "+a=1", "++params.depth=2", "recipe=mbnet",
+                   "a=None", "a=inf_x", "a=True_", "a=[relu,silu]", "a=infinity"]
+OTHER_OVERRIDES = ["a=007", "a=True", "a=1_000", "a=[1,[2]]", "a=null", "a=NaN", "a=TRUE", "a=nUll", "a=[inf, 1]",
+                   "a=resnet-50", "a=nan", "a=inf", "a=1,2", "a= 1", "+++a=1", "~a=1", "a.b-c=1", "a=" + "9" * 50, "a=${b}", "a=range(1,3)"]
+
+
+def test_plain_overrides_read_as_hydra_reads_them():
+    """quick_compose reads the plainest overrides itself (Hydra's parser takes ~1 ms each):
+    each must come out exactly as Hydra's own parser reads it; the rest are Hydra's."""
+    import math
+
+    from archdsl.configs.quick_compose import _overrides_parser, _parse_overrides, _plain
+
+    hydra = _overrides_parser()
+    for line in PLAIN_OVERRIDES:
+        mine, theirs = _plain(line), hydra.parse_overrides([line])[0]
+        assert mine is not None, line
+        assert mine.key_or_group == theirs.key_or_group and not theirs.is_sweep_override(), line
+        assert (mine.is_add(), mine.is_force_add()) == (theirs.is_add(), theirs.is_force_add()), line
+        a, b = mine.value(), theirs.value()
+        assert type(a) is type(b) and a == b, line
+        for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            assert type(x) is type(y) and (not isinstance(x, float) or math.copysign(1, x) == math.copysign(1, y))
+    assert all(_plain(line) is None for line in OTHER_OVERRIDES)
+    mixed = ["x=1", "y=resnet-50", "z=[1,2]", "w=a/b"]  # plain and Hydra's, each in its place
+    assert [(o.key_or_group, o.value()) for o in _parse_overrides(mixed)] == [
+        ("x", 1), ("y", "resnet-50"), ("z", [1, 2]), ("w", "a/b")]

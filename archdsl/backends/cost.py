@@ -431,9 +431,11 @@ def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
 def _op_cost(node: ir.Op, nbytes: int) -> tuple:
     """(params, macs, activations, weight bytes, moved bytes, fvcore's count) of an op."""
     c = REGISTRY[node.kind].cost(node.attrs, node.in_shape, node.out_shape)
-    acts = c.activations if c.activations is not None else (
-        ir.numel(node.out_shape) if node.kind in _COUNTS_ACTIVATIONS else 0)
-    io_bytes = 0 if node.kind in _MOVES_NOTHING else (ir.numel(node.in_shape) + ir.numel(node.out_shape)) * nbytes
+    x, y = node.in_shape, node.out_shape
+    out = y[0] * y[1] * y[2] if type(y[0]) is int else ir.numel(y)  # numel, inlined: one op per layer
+    acts = c.activations if c.activations is not None else (out if node.kind in _COUNTS_ACTIVATIONS else 0)
+    io_bytes = 0 if node.kind in _MOVES_NOTHING else (
+        (x[0] * x[1] * x[2] if type(x[0]) is int else ir.numel(x)) + out) * nbytes
     return c.params, c.macs, acts, c.params * nbytes, io_bytes, c.macs if c.fvcore is None else c.fvcore
 
 

@@ -172,6 +172,7 @@ def _neg(e: A.Neg) -> Fn:
 
 
 _SEQUENCES = (str, list, tuple)
+_SEQUENCE_SET = frozenset(_SEQUENCES)
 
 
 def _bin_op(e: A.BinOp) -> Fn:
@@ -184,6 +185,13 @@ def _bin_op(e: A.BinOp) -> Fn:
 
     def f(el, env):
         a, b = left(el, env), right(el, env)
+        if type(a) is float or type(b) is float:  # a float result (or an error): nothing to grow
+            try:
+                return fn(a, b)
+            except ZeroDivisionError:
+                raise el.error("division by zero", e.loc) from None
+            except (TypeError, ValueError, OverflowError, MemoryError):
+                raise el.error(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc) from None
         if before is not None:
             why = before(a, b, el.budget.limits)
             if why is not None:
@@ -295,9 +303,10 @@ def _fcall(e: A.FCall) -> Fn:
     def f(el, env):
         a = [g(el, env) for g in args]
         k = {n: g(el, env) for n, g in kwargs}
-        for v in a:  # a builtin walks the sequences it is given: that costs their length
-            if type(v) in _SEQUENCES:
-                el.budget.loop(el, len(v), e.loc)
+        if not _SEQUENCE_SET.isdisjoint(map(type, a)):
+            for v in a:  # a builtin walks the sequences it is given: that costs their length
+                if type(v) in _SEQUENCES:
+                    el.budget.loop(el, len(v), e.loc)
         try:
             out = fn(*a, **k)
         except SpecFailure as ex:
@@ -305,6 +314,8 @@ def _fcall(e: A.FCall) -> Fn:
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as ex:
             raise el.error(f"{e.name}(): {ex}", e.loc) from None
         t = type(out)
+        if t is float or t is bool:
+            return out
         if t in _SEQUENCES:
             el.budget.loop(el, len(out), e.loc)  # making it cost its length
         if (t is int or t in _SEQUENCES) and value_too_big(out, el.budget.limits) is not None:
