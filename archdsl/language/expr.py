@@ -177,33 +177,23 @@ _SEQUENCE_SET = frozenset(_SEQUENCES)
 
 def _bin_op(e: A.BinOp) -> Fn:
     left, right, op, fn = _compile(e.left), _compile(e.right), e.op, BINOPS[e.op]
+
+    def failed(el, a, b, ex):
+        if isinstance(ex, ZeroDivisionError):
+            return el.error("division by zero", e.loc)
+        return el.error(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc)
+
     # What may grow a value past the budget's limits is checked: before `*`
     # and `**` (they could take minutes or gigabytes to make it), after `+`
-    # and `-` (which grow an integer by a bit, and join sequences).
-    before = power_too_big if op == "**" else product_too_big if op == "*" else None
-    grows = op in ("+", "-")
-
-    def f(el, env):
-        a, b = left(el, env), right(el, env)
-        if type(a) is float or type(b) is float:  # a float result (or an error): nothing to grow
+    # and `-` (which grow an integer by a bit, and join sequences); `/`, `//`
+    # and `%` grow nothing. One closure per kind: these run per layer.
+    if op in ("+", "-"):
+        def grows(el, env):
+            a, b = left(el, env), right(el, env)
             try:
-                return fn(a, b)
-            except ZeroDivisionError:
-                raise el.error("division by zero", e.loc) from None
-            except (TypeError, ValueError, OverflowError, MemoryError):
-                raise el.error(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc) from None
-        if before is not None:
-            why = before(a, b, el.budget.limits)
-            if why is not None:
-                raise el.error(f"'{op}': {why}", e.loc, el.budget.limits.hint("int_bits" if "integer" in why
-                                                                              else "length"))
-        try:
-            out = fn(a, b)
-        except ZeroDivisionError:
-            raise el.error("division by zero", e.loc) from None
-        except (TypeError, ValueError, OverflowError, MemoryError):
-            raise el.error(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc) from None
-        if grows or before is not None:
+                out = fn(a, b)
+            except (TypeError, ValueError, OverflowError, MemoryError) as ex:
+                raise failed(el, a, b, ex) from None
             t = type(out)
             if t is int:
                 if out.bit_length() > el.budget.limits.int_bits:
@@ -212,6 +202,37 @@ def _bin_op(e: A.BinOp) -> Fn:
                 el.budget.loop(el, len(out), e.loc)  # making it cost its length
                 if len(out) > el.budget.limits.length:
                     _too_big(el, out, e.loc)
+            return out
+        return grows
+    if op not in ("*", "**"):
+        def plain(el, env):
+            a, b = left(el, env), right(el, env)
+            try:
+                return fn(a, b)
+            except (ZeroDivisionError, TypeError, ValueError, OverflowError, MemoryError) as ex:
+                raise failed(el, a, b, ex) from None
+        return plain
+    before = power_too_big if op == "**" else product_too_big
+
+    def f(el, env):
+        a, b = left(el, env), right(el, env)
+        if type(a) is not float and type(b) is not float:  # a float result (or an error): nothing to grow
+            why = before(a, b, el.budget.limits)
+            if why is not None:
+                raise el.error(f"'{op}': {why}", e.loc, el.budget.limits.hint("int_bits" if "integer" in why
+                                                                              else "length"))
+        try:
+            out = fn(a, b)
+        except (ZeroDivisionError, TypeError, ValueError, OverflowError, MemoryError) as ex:
+            raise failed(el, a, b, ex) from None
+        t = type(out)
+        if t is int:
+            if out.bit_length() > el.budget.limits.int_bits:
+                _too_big(el, out, e.loc)
+        elif t in _SEQUENCES:
+            el.budget.loop(el, len(out), e.loc)  # making it cost its length
+            if len(out) > el.budget.limits.length:
+                _too_big(el, out, e.loc)
         return out
     return f
 
@@ -302,24 +323,25 @@ def _fcall(e: A.FCall) -> Fn:
 
     def f(el, env):
         a = [g(el, env) for g in args]
-        k = {n: g(el, env) for n, g in kwargs}
+        k = {n: g(el, env) for n, g in kwargs} if kwargs else None
         if not _SEQUENCE_SET.isdisjoint(map(type, a)):
             for v in a:  # a builtin walks the sequences it is given: that costs their length
                 if type(v) in _SEQUENCES:
                     el.budget.loop(el, len(v), e.loc)
         try:
-            out = fn(*a, **k)
+            out = fn(*a) if k is None else fn(*a, **k)
         except SpecFailure as ex:
             raise el.error(str(ex), e.loc) from None
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as ex:
             raise el.error(f"{e.name}(): {ex}", e.loc) from None
         t = type(out)
-        if t is float or t is bool:
-            return out
-        if t in _SEQUENCES:
+        if t is int:
+            if out.bit_length() > el.budget.limits.int_bits:
+                _too_big(el, out, e.loc)
+        elif t in _SEQUENCES:
             el.budget.loop(el, len(out), e.loc)  # making it cost its length
-        if (t is int or t in _SEQUENCES) and value_too_big(out, el.budget.limits) is not None:
-            _too_big(el, out, e.loc)
+            if len(out) > el.budget.limits.length:
+                _too_big(el, out, e.loc)
         return out
     return f
 
