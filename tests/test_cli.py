@@ -17,6 +17,7 @@ def archc(*args, cwd):
 def test_build_writes_every_output(tmp_path):
     r = archc("build", str(ROOT / "conf" / "resnet18"), "params.res=64", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr  # the main job prints nothing a user must decode
     runs = list((tmp_path / "outputs" / "resnet18").iterdir())
     assert len(runs) == 1
     out = runs[0]

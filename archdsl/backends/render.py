@@ -6,7 +6,7 @@ from archdsl.ops import REGISTRY
 
 
 def _attrs(op: ir.Op) -> str:
-    fields = op.attrs.model_dump(exclude_defaults=True)
+    fields = op.attrs.model_dump(exclude_defaults=True, warnings=False)  # per-axis ints are stored squashed
     return ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
