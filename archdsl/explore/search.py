@@ -59,8 +59,7 @@ class Stats:
 
 
 def _value(v: Any) -> Any:
-    v = v.tolist() if hasattr(v, "tolist") else v
-    return v
+    return v.tolist() if hasattr(v, "tolist") else v
 
 
 def _within(value: float, bounds) -> bool:
@@ -88,9 +87,12 @@ def _scan(plan: _Plan, shard: tuple[int, int, int]) -> list[tuple[int, dict, dic
     """Samples lo..hi of chunk c, each evaluated: (index, point, result). Pure:
     the same on any engine."""
     c, lo, hi = shard
-    pts = {k: v[lo:hi] for k, v in plan.draw(c).items()}
-    return [(lo + i, point, plan.base.evaluate(point, stages=True, bounds=plan.bounds))
-            for i, point in enumerate({k: _value(v[i]) for k, v in pts.items()} for i in range(hi - lo))]
+    drawn = plan.draw(c)
+    out = []
+    for i in range(lo, hi):
+        point = {k: _value(v[i]) for k, v in drawn.items()}
+        out.append((i, point, plan.base.evaluate(point, stages=True, bounds=plan.bounds)))
+    return out
 
 
 def run(space_ref: str, samples: int, keep: int | None, seed: int, out: Path,

@@ -194,15 +194,7 @@ def _bin_op(e: A.BinOp) -> Fn:
                 out = fn(a, b)
             except (TypeError, ValueError, OverflowError, MemoryError) as ex:
                 raise failed(el, a, b, ex) from None
-            t = type(out)
-            if t is int:
-                if out.bit_length() > el.budget.limits.int_bits:
-                    _too_big(el, out, e.loc)
-            elif t in _SEQUENCES:
-                el.budget.loop(el, len(out), e.loc)  # making it cost its length
-                if len(out) > el.budget.limits.length:
-                    _too_big(el, out, e.loc)
-            return out
+            return _within_limits(el, out, e.loc)
         return grows
     if op not in ("*", "**"):
         def plain(el, env):
@@ -225,16 +217,22 @@ def _bin_op(e: A.BinOp) -> Fn:
             out = fn(a, b)
         except (ZeroDivisionError, TypeError, ValueError, OverflowError, MemoryError) as ex:
             raise failed(el, a, b, ex) from None
-        t = type(out)
-        if t is int:
-            if out.bit_length() > el.budget.limits.int_bits:
-                _too_big(el, out, e.loc)
-        elif t in _SEQUENCES:
-            el.budget.loop(el, len(out), e.loc)  # making it cost its length
-            if len(out) > el.budget.limits.length:
-                _too_big(el, out, e.loc)
-        return out
+        return _within_limits(el, out, e.loc)
     return f
+
+
+def _within_limits(el, out, loc):
+    """`out`, a value just made, if it is within the budget: an integer's bits, a
+    sequence's length (which making it costs)."""
+    t = type(out)
+    if t is int:
+        if out.bit_length() > el.budget.limits.int_bits:
+            _too_big(el, out, loc)
+    elif t in _SEQUENCES:
+        el.budget.loop(el, len(out), loc)
+        if len(out) > el.budget.limits.length:
+            _too_big(el, out, loc)
+    return out
 
 
 def _too_big(el, value, loc):
@@ -334,15 +332,7 @@ def _fcall(e: A.FCall) -> Fn:
             raise el.error(str(ex), e.loc) from None
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as ex:
             raise el.error(f"{e.name}(): {ex}", e.loc) from None
-        t = type(out)
-        if t is int:
-            if out.bit_length() > el.budget.limits.int_bits:
-                _too_big(el, out, e.loc)
-        elif t in _SEQUENCES:
-            el.budget.loop(el, len(out), e.loc)  # making it cost its length
-            if len(out) > el.budget.limits.length:
-                _too_big(el, out, e.loc)
-        return out
+        return _within_limits(el, out, e.loc)
     return f
 
 
