@@ -50,7 +50,7 @@ def _in_process_caches():
         "parsed files (program)": (program, "_CACHE"),
         "config YAML data (quick_compose)": (quick_compose, "_YAML"),
         "block memo (elaborate)": (elaborate, "_MEMOS"),
-        "validated op attributes (elaborate)": (elaborate, "_ATTRS"),
+        "layer memo (elaborate)": (elaborate, "_LAYERS"),
     }
 
 

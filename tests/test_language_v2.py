@@ -210,3 +210,23 @@ def test_a_bundled_block_error_shows_the_users_file(tmp_path):
 def test_errors_outside_blocks_have_no_traceback(tmp_path):
     e = error_of(tmp_path, "network n() {\n  input(3, 8, 8)\n  stage { conv(0, 1) }\n}\n")
     assert e.calls == [] and "spec traceback" not in e.render()
+
+
+def test_len_of_in_counts_tensors(tmp_path):
+    # One block serves one tensor (len 1: relu) and two (len 2: added).
+    spec = build(tmp_path, """
+block fuse() {
+  if len(in) > 1 { add } else { relu }
+}
+network n() {
+  input(8, 8, 8)
+  stage {
+    fuse()
+    conv(8, 1) -> a  conv(8, 1) -> b
+    from (a, b) fuse()
+  }
+}
+""")
+    stage = spec.children[1].children[0]
+    kinds = [[c.kind for c in n.children] for n in stage.children if getattr(n, "name", None) == "fuse"]
+    assert kinds == [["act"], ["add"]]  # relu is an `act` layer

@@ -147,31 +147,35 @@ class Elaborator:
         values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
         return self._make_op(stmt, tuple(values), tuple(values.values()), shape)
 
-    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
-        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
+    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape,
+                 key: tuple | None = None, layer: list | None = None) -> ir.Op:
+        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule.
+        `key`, `layer`: its _LAYERS key and entry, when the caller looked them up."""
         budget = self.budget
         budget.layers -= 1
         if budget.layers < 0:
             raise budget.too_many_layers(self, stmt.loc)
-        vkey = _values_key(names, vals)
-        made = _OPS.get((stmt.name, vkey, shape))
-        if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
-            return made
+        if key is None:
+            key = (stmt.name, _values_key(names, vals))
+            layer = _LAYERS.get(key)  # [attrs, {input shape: op}]
+            if layer is not None:
+                made = layer[1].get(shape)
+                if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
+                    return made
         opdef = REGISTRY[stmt.name]
         if not opdef.joins and type(shape[0]) is tuple:
             raise self.error(f"'{stmt.name}' takes one tensor, but the value here is {len(shape)} tensors",
                              stmt.loc, "name them (-> (a, b)) and continue from one (from a { ... }), "
                              "or join them (add, mul, cat)")
-        key = (stmt.name, vkey)
-        attrs = _ATTRS.get(key)
         values: dict = {}
         try:
-            if attrs is None:
+            if layer is None:
                 values = dict(zip(names, vals))
                 values.update(opdef.preset)
-                attrs = opdef.attrs.model_validate(values)
-                if len(_ATTRS) < 65536:
-                    _ATTRS[key] = attrs
+                layer = [opdef.attrs.model_validate(values), {}]
+                if len(_LAYERS) >= 16_384:
+                    drop_oldest(_LAYERS)
+                _LAYERS[key] = layer
         except ValidationError as ve:
             fields = _signature(stmt.name)[0]
             err = ve.errors()[0]
@@ -184,14 +188,16 @@ class Elaborator:
             shown = values.get(field, "?")
             raise self.error(f"{stmt.name}: argument '{field}' = {shown!r}: {err['msg'].lower()}",
                              loc or stmt.loc) from None
+        attrs = layer[0]
         try:
             out = opdef.shape(attrs, shape)
         except ShapeError as se:
             raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
         op = ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
-        if len(_OPS) >= 65_536:
-            drop_oldest(_OPS)
-        _OPS[(stmt.name, vkey, shape)] = op
+        by_shape = layer[1]
+        if len(by_shape) >= 4:  # at most 16,384 x 4 ops kept, as many as a long search needs
+            drop_oldest(by_shape)
+        by_shape[shape] = op
         return op
 
     def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
@@ -519,6 +525,24 @@ class Elaborator:
                 raise ArchError(f"network '{d.name}' has no parameter '{k}'", d.loc,
                                 hint=(f"did you mean '{close[0]}'? " if close else "")
                                 + f"parameters: {', '.join(names)}")
+        env = self.bind_network(d, params)
+        net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
+        stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
+        state = {"shape": None, "stem": None, "head": None}
+        self._network_body(d.body, env, net, stages, state)
+        if state["shape"] is None:
+            raise ArchError(f"network '{d.name}' never declares input(c, h, w)", d.loc)
+        stem = state["stem"] or ir.Seq(net.in_shape, net.in_shape, d.loc, (d.name, "stem"), [], "stem")
+        stages.in_shape = stem.out_shape
+        stages.out_shape = stages.children[-1].out_shape if stages.children else stem.out_shape
+        head = state["head"] or ir.Seq(stages.out_shape, stages.out_shape, d.loc, (d.name, "head"), [], "head")
+        net.children = [stem, stages, head]
+        net.out_shape = head.out_shape
+        return net
+
+    def bind_network(self, d: A.Definition, params: dict[str, Any]) -> dict[str, Any]:
+        """Network `d`'s parameters bound to `params` (defaults computed, types
+        checked): the environment its body starts from."""
         env: dict[str, Any] = {}
         self.path = [d.name]
         self.cache = d.compiled
@@ -536,19 +560,7 @@ class Elaborator:
                 p = next(p for p in d.params if p.name == name)
                 raise ParamError(f"network '{d.name}': {mismatch(name, env[name], wanted)}",
                                  p.loc, name, name in params)
-        net = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name,), [], "network", d.name)
-        stages = ir.Seq((0, 0, 0), (0, 0, 0), d.loc, (d.name, "stages"), [], "stages")
-        state = {"shape": None, "stem": None, "head": None}
-        self._network_body(d.body, env, net, stages, state)
-        if state["shape"] is None:
-            raise ArchError(f"network '{d.name}' never declares input(c, h, w)", d.loc)
-        stem = state["stem"] or ir.Seq(net.in_shape, net.in_shape, d.loc, (d.name, "stem"), [], "stem")
-        stages.in_shape = stem.out_shape
-        stages.out_shape = stages.children[-1].out_shape if stages.children else stem.out_shape
-        head = state["head"] or ir.Seq(stages.out_shape, stages.out_shape, d.loc, (d.name, "head"), [], "head")
-        net.children = [stem, stages, head]
-        net.out_shape = head.out_shape
-        return net
+        return env
 
     def _network_body(self, stmts, env, net, stages, state):
         for s in stmts:
@@ -636,11 +648,11 @@ class _Bound:
     env: dict
 
 
-# Validated (frozen) op attributes by (op, argument values): most layers repeat.
-_ATTRS: dict[tuple, Any] = process_cache("elaborated")
-# Ops by (op, argument values, input shape): an equal op on an equal input is
-# one node (nodes are never mutated; passes copy what they change).
-_OPS: dict[tuple, ir.Op] = process_cache("elaborated")
+# Layers by (op, argument values): the validated (frozen) attributes, which
+# pydantic checks once per distinct layer, and the op made on each input
+# shape (an equal op on an equal input is one node; nodes are never mutated,
+# passes copy what they change). At most 16,384 layers, 4 shapes each.
+_LAYERS: dict[tuple, list] = process_cache("elaborated")
 
 
 _NOT_YET = object()  # not in a cache yet (whose values may be None)
@@ -899,7 +911,17 @@ def _call(s: A.Call) -> Step:
             el.path.append(name)
             try:
                 vals = [arg(el, env) for arg in args]
-                node = el._make_op(s, names, vals, shape)
+                # _make_op's memo hit, inlined: most layers of a network repeat one made before
+                key = (name, _values_key(names, vals))
+                layer = _LAYERS.get(key)
+                node = None if layer is None else layer[1].get(shape)
+                if node is None:
+                    node = el._make_op(s, names, vals, shape, key, layer)
+                else:
+                    budget = el.budget
+                    budget.layers -= 1
+                    if budget.layers < 0:
+                        raise budget.too_many_layers(el, s.loc)
             finally:
                 el.path.pop()
             if sink.wires is None:  # sink.add, inlined: the hottest step

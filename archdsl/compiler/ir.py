@@ -28,6 +28,10 @@ class Node:
 class Op(Node):
     kind: str
     attrs: Any  # the op's pydantic attribute model
+    # The cost report's row for this node, kept on it: an equal op on an equal
+    # input is one node, met once per block body and per config of a sweep.
+    # Not copied by dataclasses.replace (a pass that changes a node re-costs it).
+    costed: Any = field(default=None, init=False, compare=False, repr=False)
 
 
 class Body(list):
@@ -204,10 +208,10 @@ def named_children(children: list[Node], stop: Callable[[Node], bool] | None = N
 
 def _visit(out: list, node: Node, prefix: str, stop) -> None:
     out.append((prefix, node))
-    if stop is not None and stop(node):
+    t = type(node)
+    if t is Op or (stop is not None and stop(node)):  # an op has nothing to enter
         return
     dot = prefix + "." if prefix else ""
-    t = type(node)
     if t is Seq:
         if node.role == "network":
             for name, child in zip(("stem", "stages", "head"), node.children):

@@ -20,6 +20,7 @@ caller that stops early (search's --keep) wastes at most that much work.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -57,9 +58,27 @@ def _context(token: str, payload: list) -> Any:
     return ctx
 
 
+def run_shard(fn: Callable, context: Any, shard: Any) -> Any:
+    """fn(context, shard) with Python's cycle collector paused until it returns.
+
+    A shard compiles thousands of configs. Their IR and the memos that keep it
+    hold no reference cycles (reference counts free them), yet each object
+    kept counts toward the collector's next pass, and each full pass walks
+    every memo: on random design-space points that was a fifth to a third of
+    the time. Paused, it runs about once per shard, from where counts
+    resume; whatever cycles a shard leaves are collected then."""
+    if not gc.isenabled():
+        return fn(context, shard)
+    gc.disable()
+    try:
+        return fn(context, shard)
+    finally:
+        gc.enable()
+
+
 def _call(fn: Callable, token: str, payload: list, shard: Any) -> Any:
     """What a Ray task runs for one shard."""
-    return fn(_context(token, payload), shard)
+    return run_shard(fn, _context(token, payload), shard)
 
 
 class Engine:
@@ -71,7 +90,7 @@ class Engine:
     def map(self, fn: Callable[[Any, Any], Any], context: Any, shards: Iterable) -> Iterator:
         """fn(context, shard) for each shard, in order, lazily."""
         for shard in shards:
-            yield fn(context, shard)
+            yield run_shard(fn, context, shard)
 
     def close(self) -> None:
         pass

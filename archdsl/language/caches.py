@@ -32,16 +32,16 @@ In the process (made with `process_cache(stage)`, emptied by `forget()`):
   by (block, input shape, arguments). Serves every compile (equal blocks of
   one network are elaborated once) and sweeps (configs share most blocks):
   1.66x per sweep config.
-- Validated op attributes ("elaborated", compiler/elaborate.py) by op and
-  argument values: pydantic validates each distinct layer once. Serves
-  every compile: 1.03-1.16x on a config never elaborated before.
-- Op memo ("elaborated", compiler/elaborate.py): IR ops by (op, argument
-  values, input shape) — an equal op on an equal input is one node, as equal
+- Layer memo ("elaborated", compiler/elaborate.py), by op and argument
+  values: the validated attributes (pydantic checks each distinct layer
+  once; 1.03-1.16x on a config never elaborated before) and the IR op made
+  on each input shape — an equal op on an equal input is one node, as equal
   block calls share one body. Serves design-space searches and grids, whose
   configs share most layers even where their blocks differ: random RegNetX
   points ~1.6x per config, presets never elaborated before 1.04-1.07x.
-- The block memo and the op memo drop their oldest quarter when full (16,384
-  bodies, 65,536 ops), so a long search keeps its recent, most shared entries.
+- The block memo and the layer memo drop their oldest quarter when full
+  (16,384 bodies; 16,384 layers of at most 4 input shapes each), so a long
+  search keeps its recent, most shared entries.
 - Programs whose names and parameter types were checked ("read",
   compiler/elaborate.py): a property of the parsed files, checked once.
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from archdsl.language import ast as A
 from archdsl.language.budget import power_too_big, product_too_big, value_too_big
 from archdsl.language.builtins import BUILTINS, SpecFailure
+from archdsl.language.caches import process_cache
 
 Fn = Callable[[Any, dict], Any]  # (elaborator, env) -> value
 
@@ -29,6 +30,11 @@ class InputShape:
     c: int
     h: int
     w: int
+
+    def __len__(self) -> int:
+        # `len(in)` counts tensors: 1 here, k for the tuple of k shapes a block
+        # taking several tensors receives; so one block can serve both.
+        return 1
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,20 @@ class Tensor(InputShape):
         return (self.c, self.h, self.w)
 
 
+# The value of `in` by shape, made once: `in` is set for every loop iteration
+# and block call, and a frozen dataclass takes ~1 us to make.
+_IN_SHAPES: dict = process_cache("elaborated")
+
+
 def in_shape(shape) -> InputShape | tuple[InputShape, ...]:
     """The value of `in` for `shape` (a tuple of them for several tensors)."""
-    if type(shape[0]) is tuple:
-        return tuple(InputShape(*s) for s in shape)
-    return InputShape(*shape)
+    made = _IN_SHAPES.get(shape)
+    if made is None:
+        if len(_IN_SHAPES) >= 4096:
+            _IN_SHAPES.clear()
+        made = _IN_SHAPES[shape] = (tuple(InputShape(*s) for s in shape) if type(shape[0]) is tuple
+                                    else InputShape(*shape))
+    return made
 
 
 BINOPS = {
@@ -318,21 +333,57 @@ def _fcall(e: A.FCall) -> Fn:
         return unknown
     args = [_compile(a.value) for a in e.args if a.name is None]
     kwargs = [(a.name, _compile(a.value)) for a in e.args if a.name is not None]
+    loc, name = e.loc, e.name
 
-    def f(el, env):
-        a = [g(el, env) for g in args]
-        k = {n: g(el, env) for n, g in kwargs} if kwargs else None
+    def called(el, a, k):
         if not _SEQUENCE_SET.isdisjoint(map(type, a)):
             for v in a:  # a builtin walks the sequences it is given: that costs their length
                 if type(v) in _SEQUENCES:
-                    el.budget.loop(el, len(v), e.loc)
+                    el.budget.loop(el, len(v), loc)
         try:
             out = fn(*a) if k is None else fn(*a, **k)
         except SpecFailure as ex:
-            raise el.error(str(ex), e.loc) from None
+            raise el.error(str(ex), loc) from None
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as ex:
-            raise el.error(f"{e.name}(): {ex}", e.loc) from None
-        return _within_limits(el, out, e.loc)
+            raise el.error(f"{name}(): {ex}", loc) from None
+        return out if type(out) is float else _within_limits(el, out, loc)
+
+    # One and two plain numbers are most calls (log(x), quantize(w, 8)):
+    # those run without building an argument list; the rest take `called`.
+    if not kwargs and len(args) == 1:
+        g0 = args[0]
+
+        def f1(el, env):
+            a = g0(el, env)
+            if type(a) is float or type(a) is int:
+                try:
+                    out = fn(a)
+                except SpecFailure as ex:
+                    raise el.error(str(ex), loc) from None
+                except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
+                    raise el.error(f"{name}(): {ex}", loc) from None
+                return out if type(out) is float else _within_limits(el, out, loc)
+            return called(el, [a], None)
+        return f1
+    if not kwargs and len(args) == 2:
+        g0, g1 = args
+
+        def f2(el, env):
+            a, b = g0(el, env), g1(el, env)
+            ta, tb = type(a), type(b)
+            if (ta is float or ta is int) and (tb is float or tb is int):
+                try:
+                    out = fn(a, b)
+                except SpecFailure as ex:
+                    raise el.error(str(ex), loc) from None
+                except (TypeError, ValueError, ZeroDivisionError, OverflowError) as ex:
+                    raise el.error(f"{name}(): {ex}", loc) from None
+                return out if type(out) is float else _within_limits(el, out, loc)
+            return called(el, [a, b], None)
+        return f2
+
+    def f(el, env):
+        return called(el, [g(el, env) for g in args], {n: g(el, env) for n, g in kwargs} if kwargs else None)
     return f
 
 
@@ -349,12 +400,19 @@ def _list(e: A.ListExpr) -> Fn:
 def _list_comp(e: A.ListComp) -> Fn:
     iterable, element = _compile(e.iterable), _compile(e.element)
     condition = None if e.condition is None else _compile(e.condition)
+    target = e.target
 
     def f(el, env):
         out = []
         inner = dict(env)  # the loop's own scope; each item rebinds every target name
-        for item in iterate(el, iterable(el, env), e.iterable.loc):
-            bind(el, inner, e.target, item, e.loc)
+        items = iterate(el, iterable(el, env), e.iterable.loc)
+        if type(target) is str and condition is None:  # the common form, without a call per item
+            for item in items:
+                inner[target] = item
+                out.append(element(el, inner))
+            return out
+        for item in items:
+            bind(el, inner, target, item, e.loc)
             if condition is None or condition(el, inner):
                 out.append(element(el, inner))
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WrapValidator
 
 # A tensor's shape for one sample, (C, H, W): what shape rules take and give.
 Shape = tuple[int, int, int]
@@ -23,27 +23,28 @@ def numel(shape: Shape) -> int:
     return c * h * w
 
 
-def _spread(v: Any) -> Any:
-    # An int (or anything not a sequence) stands for both axes; the element
-    # check then reports a bad value as int fields always have.
-    if not isinstance(v, (tuple, list)):
-        return (v, v)
-    if len(v) != 2:
-        raise ValueError(f"expected an int or a pair (h, w), got {len(v)} values")
-    return v
-
-
-def _squash(v: tuple[int, int]) -> int | tuple[int, int]:
-    # Equal axes are stored as one int, so (3, 3) and 3 are one attribute value.
-    return v[0] if v[0] == v[1] else v
+def _per_axis(least: int):
+    """The validator of a per-axis attribute whose values are >= `least`."""
+    def validate(v: Any, handler):
+        # One int, the common case, is checked here; anything else goes through
+        # the pair schema: an int (or anything not a sequence) stands for both
+        # axes, so the element check reports a bad value as int fields always have.
+        if type(v) is int and v >= least:
+            return v
+        if not isinstance(v, (tuple, list)):
+            v = (v, v)
+        elif len(v) != 2:
+            raise ValueError(f"expected an int or a pair (h, w), got {len(v)} values")
+        pair = handler(v)
+        # Equal axes are stored as one int, so (3, 3) and 3 are one attribute value.
+        return pair[0] if pair[0] == pair[1] else pair
+    return WrapValidator(validate)
 
 
 # A per-axis attribute (kernel, stride, dilation, padding): an int for both
 # axes or a pair (h, w); stored as an int when both axes agree.
-PosPair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]],
-                    BeforeValidator(_spread), AfterValidator(_squash)]
-NonNegPair = Annotated[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]],
-                       BeforeValidator(_spread), AfterValidator(_squash)]
+PosPair = Annotated[tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]], _per_axis(1)]
+NonNegPair = Annotated[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]], _per_axis(0)]
 
 
 def hw(v: int | tuple[int, int]) -> tuple[int, int]:
