@@ -1,14 +1,20 @@
-"""archc scale: the three rules' arithmetic, the configs they write, and that archc builds them."""
+"""archc scale: the three rules' arithmetic, the configs they write, and that archc builds them;
+the scaling declarations specs make (`scalable`), a user's recipe among them, and their errors."""
+import ast
 import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import archdsl
+from archdsl.compiler import scaling
 from archdsl.explore import scale
 from archdsl.explore.summary import time_key
+from archdsl.language.errors import ArchError
+from archdsl.language.parser import parse_text
 
 
 def test_rule_arithmetic():
@@ -94,9 +100,132 @@ def test_scale_errors_exit_2(tmp_path, capsys, monkeypatch):
     from archdsl.cli import main
 
     monkeypatch.chdir(tmp_path)
-    for args, message in [(["resnext", "efficientnet_b0"], "needs a ResNet/ResNeXt with bottleneck"),
-                          (["dwr", "resnet50"], "needs a network with depth_mult"),
-                          (["efficientnet", "efficientnet_b0", "--hardware", "tpu"], "no hardware preset")]:
+    for args, message in [(["resnext", "efficientnet_b0"], "declares groups, group_width scalable"),
+                          # resnet declares groups and group width only for bottlenecks (`when:`)
+                          (["resnext", "resnet18"], "network 'resnet' declares res: res\n"),
+                          (["dwr", "resnet50"], "declares depth, width, res scalable"),
+                          (["dwr", "mobilenetv3_large_100"], "network 'mobilenetv3' declares none"),
+                          (["efficientnet", "efficientnet_b0", "--hardware", "tpu"], "hardware preset")]:
         assert main(["scale", *args, "--out", "o"]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- declarations
+
+def test_regnet_is_scaled_as_the_anynet_of_the_stages_timm_builds(one_thread):
+    import timm
+    import torch
+
+    for preset in ("regnetx_004", "regnety_016", "regnetx_032"):
+        sc = scale.Scaler(preset)
+        form = sc.form.params  # what regnet.arch's `scalable as anynet(...)` gives, through anynet's own
+        with torch.device("meta"):
+            ref = timm.create_model(preset)
+        stages = [list(getattr(ref, f"s{i}").children()) for i in range(1, 5)]
+        assert form["depths"] == [len(s) for s in stages], preset
+        assert form["widths"] == [s[0].conv3.conv.out_channels for s in stages], preset
+        assert form["group_ws"] == [s[0].conv2.conv.out_channels // s[0].conv2.conv.groups for s in stages]
+        assert form["se"] == (0.25 if preset.startswith("regnety") else 0.0)
+        # ... and that AnyNet is the RegNet itself.
+        res, base = sc.evaluate(form), archdsl.cost(preset).total
+        assert (res["params"], res["macs"]) == (base.params, base.macs)
+
+
+def test_no_module_names_a_family_to_scale():
+    root = Path(scale.__file__).parents[1]
+    assert not (root / "explore" / "estimate.py").exists()
+    families = set()  # the network names of every bundled recipe
+    for f in (root.parent / "recipes").glob("*.arch"):
+        families |= {d.name for d in parse_text(f.read_text(), str(f)).definitions if d.kind == "network"}
+    assert {"regnet", "anynet", "resnet", "efficientnet"} <= families
+    for module in (scale, scaling):
+        strings = {n.value for n in ast.walk(ast.parse(Path(module.__file__).read_text()))
+                   if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        # The rules are named after their papers (`archc scale efficientnet` scales any declared network).
+        assert not (strings - set(scale.RULES)) & families, module.__name__
+
+
+# A user's recipe in a folder of its own: per-stage depths and widths, and a
+# normal form (the widths it builds, multiples of 16) that points are written in.
+TINY = """\
+network tiny(depths: list[int >= 1] = [1, 2], widths: list[int >= 1] = [16, 32], res: int >= 1 = 64) {
+  scalable(depth: depths, width: widths, res: res)
+  input(3, res, res)
+  let ws = [quantize(w, 16) for w in widths]
+  stem { conv(16, 3, stride: 2) bn relu }
+  for (d, w) in zip(depths, ws) {
+    stage repeat d as j { conv(w, 3, stride: 2 if j == 0 else 1) bn relu }
+  }
+  head { global_pool linear(10) }
+  scalable as tiny(depths: depths, widths: ws, res: res)
+}
+"""
+
+
+def _user_recipe(tmp_path, text=TINY) -> str:
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    (tmp_path / "recipes" / "tiny.arch").write_text(text)
+    (tmp_path / "conf").mkdir(exist_ok=True)
+    (tmp_path / "conf" / "tiny.yaml").write_text("defaults: [base, _self_]\nrecipe: tiny\n")
+    return str(tmp_path / "conf" / "tiny.yaml")
+
+
+def test_a_users_recipe_declares_what_scales(tmp_path):
+    rows = scale.run("dwr", _user_recipe(tmp_path), tmp_path / "out", factors=(4,))
+    x4 = rows[1]
+    # By hand, s = 4: d = 4^0.1 = 1.149, w = 4^0.4 = 1.741, r = 4^0.05 = 1.072. depths [1, 2] ->
+    # [1, round(2.297)] = [1, 2]; widths [16, 32] -> 8 * round(w * 1.741 / 8) = [24, 56], written as
+    # the recipe builds them (multiples of 16, round half to even): [32, 64]; res 64 -> 4 * round(17.15) = 68.
+    assert (x4["params.depths"], x4["params.widths"], x4["params.res"]) == ([1, 2], [32, 64], 68)
+
+    def conv(cin, cout, size):  # a 3x3 conv's MACs at its output size
+        return cin * cout * 9 * size * size
+    # 68 -> 34 (stem, stride 2) -> 17 (stage 0) -> 9 (stage 1, then one stride-1 conv); the linear 64 -> 10.
+    assert x4["macs"] == conv(3, 16, 34) + conv(16, 32, 17) + conv(32, 64, 9) + conv(64, 64, 9) + 64 * 10
+    _configs_match_rows(rows)
+
+
+@pytest.mark.parametrize("declaration, message", [
+    ("scalable(deep: depths)", "no scaling role 'deep'"),
+    ("scalable(depth: dephts)", "network 'tiny' has no parameter 'dephts'"),
+    ("scalable(depth: depths[0])", "role 'depth' takes a parameter of network 'tiny', by name"),
+    ("scalable(res: res, res: res)", "'res' given twice"),
+    ("scalable(depths)", "takes its arguments by name"),
+    ("scalable(width: act)", "parameter 'act' (width) must be typed int, float, list[int] or list[float]"),
+    ("scalable as nonet(res: res)", "no recipe named 'nonet'"),
+    ("scalable as tiny(rez: res)", "network 'tiny' has no parameter 'rez'"),
+])
+def test_a_bad_declaration_is_a_located_error(tmp_path, capsys, declaration, message):
+    from archdsl.cli import main
+
+    lines = TINY.replace("res: int >= 1 = 64)", 'res: int >= 1 = 64, act = "relu")').splitlines()
+    line = 10 if " as " in declaration else 2  # in place of the `scalable as` line, or of the roles
+    lines[line - 1] = "  " + declaration
+    path = tmp_path / "recipes" / "tiny.arch"
+    config = _user_recipe(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ArchError) as e:
+        scale.Scaler(config)
+    assert message in e.value.message, e.value.render()
+    loc = e.value.loc  # the declaration's line; the argument at fault where there is one
+    assert (loc.file, loc.line) == (str(path), line) and loc.column > (3 if "(" in message else 2)
+    # archc check says the same: exit status 2, file:line:col, no traceback.
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"{path}:{line}:{loc.column}:" in err and "Traceback" not in err
+    assert " › " not in err  # no elaboration path: a declaration is not elaborated
+    if "deep" in declaration:
+        assert "did you mean 'depth'?" in err
+
+
+def test_when_must_be_a_truth_value_and_declarations_stay_at_the_top_of_a_network(tmp_path):
+    text = TINY.replace("scalable(depth: depths, width: widths, res: res)",
+                        "scalable(depth: depths, width: widths, res: res, when: res)")
+    with pytest.raises(ArchError) as e:
+        scale.Scaler(_user_recipe(tmp_path, text))
+    assert "when: must be true or false, got 64 (int)" in e.value.message and e.value.loc.line == 2
+    for misplaced in ("block b() { scalable(res: res) }",
+                      "network n() { input(3, 8, 8) stage { scalable(res: res) } }"):
+        with pytest.raises(ArchError) as e:
+            parse_text(misplaced + "\n", "m.arch")
+        assert "goes at the top level of a network body" in e.value.message and e.value.loc.column > 10

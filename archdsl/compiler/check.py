@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from archdsl.compiler import scaling
 from archdsl.compiler.elaborate import check_names, elaborate
 from archdsl.language import ast as A
 from archdsl.language.errors import ArchError
@@ -54,6 +55,7 @@ def check_file(path: str | Path) -> list[str]:
     """Raise ArchError on the first problem; return what was checked, for display."""
     program = load_program(path)
     check_names(program)
+    scaling.check_program(program)
     notes = []
     for d in program.definitions.values():
         for call in _calls(d.body):

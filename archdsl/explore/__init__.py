@@ -1,8 +1,9 @@
 """Exploration: many configs at once.
 
-Owns Hydra sweeps and their callback (sweep.py), cost-only grids (grid.py)
+Owns Hydra sweeps and their callback (sweep.py), the callback that keeps a
+single build out of a folder holding someone's files (folders.py), cost-only grids (grid.py)
 over design points (points.py), design spaces and sampling (space.py),
-`archc search` (search.py) and `archc scale` (scale.py, with estimate.py), the
+`archc search` (search.py) and `archc scale` (scale.py), the
 summaries a sweep leaves (summary.py), their plots (plots.py), progress
 lines for long runs (progress.py), the engines that run a search's or a
 grid's shards here or as Ray tasks (engines.py), `archc profile` and

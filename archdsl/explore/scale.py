@@ -14,15 +14,19 @@
 - resnext: the ResNeXt iso-FLOP rule (Xie et al. 2017, Table 2). For a
   bottleneck of outer width 4C and G groups of width c, FLOPs per position
   are 9Gc^2 + 8GCc; the c that keeps a base's FLOPs solves
-  9Gc^2 + 8GCc - F0 = 0 (F0 = 17C^2 for a ResNet, G = 1, c = C).
+  9Gc^2 + 8GCc - F0 = 0 (F0 = 17C^2 for a ResNet, G = 1, c = C). It sets
+  the parameters declared `groups` and `group_width`.
 
-Factors reach a network in two ways: recipes with `depth_mult`/`width_mult`
-multipliers (EfficientNet, MobileNetV2, ...) take them as they are (their
-own rounding applies), and RegNet/AnyNet are scaled per stage with pycls's
-rounding (pycls/models/scaler.py): d -> max(1, round(d*s_d)),
-w -> 8*max(1, round(w*s_w/8)), g -> max(1, round(g*s_g)) snapped to
-1, 2, 4 or a multiple of 8, resolution -> 4*round(r*s_r/4); a RegNet is
-first written as the AnyNet of its stages (recipes/anynet.arch).
+Factors reach a network through the scaling roles its spec declares
+(`scalable(depth: ..., width: ..., group_width: ..., res: ...)`,
+archdsl.compiler.scaling): a float parameter is a multiplier the recipe
+applies with its own rounding (EfficientNet's depth_mult, width_mult), an
+int, or each int of a per-stage list, is rounded as pycls does
+(pycls/models/scaler.py): depth d -> max(1, round(d*s_d)), width
+w -> 8*max(1, round(w*s_w/8)), group width g -> max(1, round(g*s_g)) snapped
+to 1, 2, 4 or a multiple of 8, resolution -> 4*round(r*s_r/4). A network
+declared `scalable as` another (a RegNet as the AnyNet of its stages) is
+scaled, and written, as that one.
 """
 from __future__ import annotations
 
@@ -31,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from archdsl.backends.units import fmt_seconds
+from archdsl.compiler import scaling
 from archdsl.explore import summary
-from archdsl.explore.estimate import stage_lists
 from archdsl.explore.points import Base
-from archdsl.language.errors import ConfigError
+from archdsl.language.errors import ArchError, ConfigError
+from archdsl.language.resources import recipes_dir
 
 RULES = ("efficientnet", "dwr", "resnext")
 
@@ -69,42 +74,63 @@ def _res(base_res: int, r: float) -> int:
 
 # ---------------------------------------------------------------- applying factors
 
+_ROUNDED = {  # role -> how a count (an int) is scaled by its factor
+    "depth": lambda x, f: max(1, round(x * f)),
+    "width": lambda x, f: max(1, round(x * f / 8)) * 8,
+    "group_width": lambda x, f: _snap_group(max(1, round(x * f))),
+    "res": _res,
+}
+
+
+def scaled(role: scaling.Role, name: str, value: Any, factor: float) -> Any:
+    """A parameter's value scaled by its role's factor (a float: a multiplier; ints: rounded)."""
+    one = (lambda x: round(x * factor, 4)) if role.kind == "float" else (lambda x: _ROUNDED[name](x, factor))
+    return [one(x) for x in value] if role.per_stage else one(value)
+
+
 class Scaler:
-    """Applies (depth, width, group, resolution) factors to one base config."""
+    """Applies (depth, width, group width, resolution) factors to one base config,
+    through the scaling roles its spec declares."""
 
     def __init__(self, config: str, overrides: list[str] | None = None):
         self.base = Base(config, overrides or [])
-        names = set(self.base.param_names)
-        self.kind = ("stages" if self.base.network.name in ("regnet", "anynet")
-                     else "multipliers" if {"depth_mult", "width_mult", "res"} <= names else None)
-        self.target = self.base
-        if self.kind == "stages":
-            self.params = dict(self.base.defaults(), **self.base.cfg.params)
-            self.stages = stage_lists(self.base.network.name, self.params)
-            if self.base.network.name == "regnet":  # scaled as the AnyNet of its stages
-                self.target = Base("base", ["recipe=anynet"])
+        self.roots = [self.base.config_dir.parent, self.base.config_dir]  # as Base finds recipes
+        # The base as the network it is scaled as (a RegNet: an AnyNet), and what that declares.
+        self.form = scaling.written_as(self.base.program, self.base.network, dict(self.base.cfg.params), self.roots)
+        self.declared = self.form.declared
+        self.target = self.base if self.form.recipe is None else Base("base", [f"recipe={self._recipe()}"])
 
-    def require(self, rule: str) -> None:
-        if self.kind is None:
-            raise ConfigError(
-                f"{rule} scaling needs a network with depth_mult, width_mult and res parameters "
-                f"(EfficientNet, MobileNetV2, ...) or a RegNet/AnyNet; '{self.base.network.name}' has "
-                f"{', '.join(self.base.param_names)}")
+    def _recipe(self) -> str:
+        """The form's recipe as a config names it: a bundled one by name, else its path."""
+        path = self.form.recipe
+        return path.stem if path.parent == recipes_dir().resolve() else str(path)
+
+    def require(self, rule: str, roles=("depth", "width", "res")) -> None:
+        missing = [r for r in roles if r not in self.declared.roles]
+        if missing:
+            has = ", ".join(f"{r}: {x.param}" for r, x in self.declared.roles.items()) or "none"
+            raise ArchError(  # located at the network whose spec would declare them
+                f"{rule} scaling needs a network that declares {', '.join(roles)} scalable; network "
+                f"'{self.form.network.name}' declares {has}", self.form.network.loc,
+                hint=f"in its spec, e.g. scalable({', '.join(f'{r}: <parameter>' for r in roles)}) "
+                     "(docs/language.md, Scaling)")
+
+    def value(self, role: str) -> Any:
+        """The base's value of the parameter that plays `role`."""
+        return self.declared.values[self.declared.roles[role].param]
+
+    def apply(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The point that sets these parameters (by name) on the base. A base scaled as
+        another network (or in a normal form) gives all of that network's parameters."""
+        if self.declared.written_as is None and self.form.recipe is None:
+            return values
+        f = self.form
+        return scaling.written_as(f.program, f.network, {**f.params, **values}, self.roots, f.recipe).params
 
     def point(self, d: float, w: float, g: float, r: float) -> dict[str, Any]:
-        if self.kind == "multipliers":
-            p = self.base.values(("depth_mult", "width_mult", "res"))
-            return {"depth_mult": round(p["depth_mult"] * d, 4), "width_mult": round(p["width_mult"] * w, 4),
-                    "res": _res(p["res"], r)}
-        st = self.stages
-        widths = [max(1, round(x * w / 8)) * 8 for x in st["widths"]]
-        point = {"depths": [max(1, round(x * d)) for x in st["depths"]], "widths": widths,
-                 "group_ws": [_snap_group(max(1, round(x * g))) for x in st["group_ws"]],
-                 "bottlenecks": st["bottlenecks"]}
-        point = stage_lists("anynet", point)  # widths made compatible with the group widths, as written
-        keep = [k for k in ("se", "classes", "dropout", "stem_width") if k in self.params]
-        point.update({k: self.params[k] for k in keep}, res=_res(self.params["res"], r))
-        return point
+        factors = {"depth": d, "width": w, "group_width": g, "res": r}
+        return self.apply({role.param: scaled(role, name, self.declared.values[role.param], factors[name])
+                           for name, role in self.declared.roles.items() if name in factors})
 
     def evaluate(self, point: dict) -> dict:
         return self.target.evaluate(point)
@@ -112,7 +138,7 @@ class Scaler:
     def write(self, path: Path, point: dict, comment: str) -> Path:
         if self.target is self.base:
             return self.base.write_config(path, point, comment)
-        return self.base.write_config(path, point, comment, recipe="anynet")
+        return self.base.write_config(path, point, comment, recipe=self._recipe())
 
 
 # ---------------------------------------------------------------- the command
@@ -127,6 +153,51 @@ def _row(job: int, label: str, res: dict, base_macs: int, extra: dict) -> dict:
     return r
 
 
+MAX_POINTS = 1000  # networks one run may evaluate (each one is elaborated and costed)
+MAX_FACTOR = 1e6  # depth, width or resolution factor; past it only the budgets would refuse, slowly
+
+
+def check_options(phis, alpha, beta, gamma, grid_step, tolerance, keep, factors, a, groups) -> None:
+    """Refuse, before any network is built, option values the rules cannot use: each
+    error names its option (`archc scale --phi ...`)."""
+    def bad(option: str, value, why: str) -> ConfigError:
+        shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:20]}… ({len(str(value)):,} characters)"
+        return ConfigError(f"{option} {shown}: {why}")
+
+    for option, values in (("--phi", phis), ("--factor", factors), ("--groups", groups)):
+        if len(values[:MAX_POINTS + 1]) > MAX_POINTS:  # (sliced: len() of a range past 2**63 fails)
+            raise bad(option, f"({values[0]}, {values[1]}, ...)", f"more than {MAX_POINTS:,} points a run")
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):  # (an int is finite, and may be past float's range)
+                raise bad(option, v, "not a finite number")
+    for option, v in (("--alpha", alpha), ("--beta", beta), ("--gamma", gamma)):
+        if not (math.isfinite(v) and v > 0):
+            raise bad(option, v, "must be a finite number > 0")
+    for phi in phis:
+        try:
+            grown = compound(phi, alpha, beta, gamma)
+        except OverflowError:
+            grown = (math.inf,)
+        if not all(1 / MAX_FACTOR <= f <= MAX_FACTOR for f in grown):
+            raise bad("--phi", phi, f"alpha, beta, gamma ** phi must stay within 1e-6..1e6 (here alpha={alpha}, "
+                      f"beta={beta}, gamma={gamma})")
+    if not (math.isfinite(a) and 0 <= a <= 1):
+        raise bad("--a", a, "the share of width is in [0, 1]")
+    for s in factors:
+        if not (0 < s <= MAX_FACTOR and all(1 / MAX_FACTOR <= f <= MAX_FACTOR for f in fast(s, a))):
+            raise bad("--factor", s, "a FLOP factor is > 0, at most 1e6, and its depth, width and resolution "
+                      "factors within 1e-6..1e6")
+    for g in groups:
+        if g != int(g) or not 1 <= g <= 2 ** 20:
+            raise bad("--groups", g, "a group count is a whole number in 1..2**20")
+    if not (math.isfinite(grid_step) and 0.01 <= grid_step <= 1):
+        raise bad("--grid-step", grid_step, "must be in [0.01, 1]")
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise bad("--tolerance", tolerance, "must be a finite number >= 0")
+    if keep < 0:
+        raise bad("--keep", keep, "must be >= 0")
+
+
 def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.1, gamma=1.15,
         search: bool = False, grid_step: float = 0.05, tolerance: float = 0.1, objective: str = "time",
         hardware: str | None = None, keep: int = 3, factors=(2, 4, 8), a: float = 0.8,
@@ -134,6 +205,8 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
     """Evaluate the rule's points, write their configs (and summary.csv/json) into `out`."""
     if rule not in RULES:
         raise ConfigError(f"no scaling rule '{rule}'", hint=f"rules: {', '.join(RULES)}")
+    check_options(phis, alpha, beta, gamma, grid_step, tolerance, keep, factors, a, groups)
+    groups = [int(g) for g in groups]
     sc = Scaler(config)
     base_res = sc.base.evaluate({})
     if base_res["status"] != "ok":
@@ -141,9 +214,11 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
     base_macs = base_res["macs"]
     hw = hardware or ("a100" if "a100" in sc.base.cfg.hardware else next(iter(sc.base.cfg.hardware), None))
     if hardware and hardware not in sc.base.cfg.hardware:
-        raise ConfigError(f"no hardware preset '{hardware}'", hint=f"presets: {', '.join(sc.base.cfg.hardware)}")
+        raise ConfigError(f"--hardware {hardware}: no such hardware preset",
+                          hint=f"presets: {', '.join(sc.base.cfg.hardware)}")
     rows = [_row(0, "base", base_res, base_macs, {"config": sc.base.config})]
-    rows[0]["params.res"] = sc.base.values(["res"])["res"]
+    if "res" in sc.declared.roles:
+        rows[0][f"params.{sc.declared.roles['res'].param}"] = sc.value("res")
     cfg_dir = out / "configs"
     name = sc.base.name
 
@@ -167,6 +242,9 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
                         nominal = al * be ** 2 * ga ** 2
                         if abs(nominal / 2 - 1) <= tolerance:
                             cands.append((al, be, ga, nominal))
+            if len(cands) > MAX_POINTS:
+                raise ConfigError(f"--grid-step {grid_step} --tolerance {tolerance}: {len(cands):,} candidates, "
+                                  f"at most {MAX_POINTS:,} a run", hint="a coarser grid or a smaller tolerance")
             for al, be, ga, nominal in cands:
                 emit(f"a{al:g}_b{be:g}_g{ga:g}", sc.point(*compound(1, al, be, ga)),
                      {"alpha": al, "beta": be, "gamma": ga, "nominal": round(nominal, 4)}, "", write=False)
@@ -195,17 +273,15 @@ def run(rule: str, config: str, out: Path, *, phis=(1, 2, 3), alpha=1.2, beta=1.
             emit(f"x{s:g}", sc.point(d, w, g, r), {"s": s, "d": round(d, 4), "w": round(w, 4), "r": round(r, 4)},
                  f"fast compound scaling (dWr, a={a}) of {config}: flops x{s}")
     else:  # resnext
-        params = sc.base.values(("block", "groups", "base_width"))
-        if sc.base.network.name != "resnet" or params["block"] != "bottleneck":
-            raise ConfigError("the ResNeXt rule needs a ResNet/ResNeXt with bottleneck blocks "
-                              "(recipe resnet, block: bottleneck)")
-        g0, c0 = params["groups"], params["base_width"]
+        sc.require(rule, ("groups", "group_width"))
+        g0, c0 = sc.value("groups"), sc.value("group_width")
+        names = sc.declared.roles["groups"].param, sc.declared.roles["group_width"].param
         for G in groups:
             c_exact = iso_flop_group_width(G, c0, g0)
             c = round(c_exact)
             if c < 1:
                 continue
-            emit(f"{G}x{c}d", {"groups": G, "base_width": c}, {"G": G, "c": c, "c_exact": round(c_exact, 3)},
+            emit(f"{G}x{c}d", sc.apply(dict(zip(names, (G, c)))), {"G": G, "c": c, "c_exact": round(c_exact, 3)},
                  f"ResNeXt iso-FLOP rule on {config}: 9Gc^2 + 8GCc = {9 * g0 * c0 ** 2 + 8 * g0 * 64 * c0} "
                  f"(C=64) gives c = {c_exact:.3f} for G = {G}")
     summary.write(out, rows, {"rule": rule, "config": config, "hardware": hw})
@@ -218,13 +294,14 @@ def table(rows: list[dict], hardware: str | None) -> str:
              if any(k in r for r in rows)]
     hw = hardware or next((k[5:-2] for k in rows[0] if k == "time_a100_s"), None) or \
         next((k[5:-2] for k in rows[0] if k.startswith("time_")), None)
+    res_key = next((k for k in rows[0] if k.startswith("params.")), "params.res")  # the base's resolution
     head = ["point", *extra, "res", "params (M)", "GMACs", "MACs x base", "acts (M)", f"{hw}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['point']} | failed: {r['error'].splitlines()[0]} |")
             continue
-        cells = [r["point"], *[r.get(k, "") for k in extra], r.get("params.res", rows[0].get("params.res", "")),
+        cells = [r["point"], *[r.get(k, "") for k in extra], r.get(res_key, rows[0].get(res_key, "")),
                  f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e9:.3f}", f"{r.get('macs_x', 1):.2f}",
                  f"{r['activations'] / 1e6:.2f}", fmt_seconds(r[summary.time_key(hw)])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

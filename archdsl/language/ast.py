@@ -249,12 +249,24 @@ class Param:
 
 
 @dataclass(slots=True)
+class Scalable:
+    """`scalable(role: parameter, ..., when: c)`, or `scalable as net(param: value, ...)`
+    with `target` the network a point is scaled as: how `archc scale` scales a
+    network (archdsl.compiler.scaling). Kept apart from the body, which elaborates without it."""
+
+    loc: Loc
+    target: str | None  # None: scaling roles
+    args: list[Arg]
+
+
+@dataclass(slots=True)
 class Definition:
     loc: Loc
     kind: str  # "block" | "network"
     name: str
     params: list[Param]
     body: list[Stmt]
+    scaling: list[Scalable] = field(default_factory=list)  # a network's `scalable` declarations
     # The elaborator's compiled closures for this definition's nodes, by node
     # id (archdsl.language.expr, archdsl.compiler.elaborate): they live and die with the tree.
     # Not stored by archdsl.language.astdata; the file is loc.file (no back reference,

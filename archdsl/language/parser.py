@@ -118,6 +118,7 @@ class _ToAst(Transformer):
         super().__init__()
         self.file = file
         self.depths: dict[int, tuple] = {}  # id(node) -> (node, its nesting), for one parse
+        self.misplaced: dict[int, A.Scalable] = {}  # `scalable` not (yet) at a network's top level
         self.max_depth = budget.DEFAULT.nesting
 
     # ---- top level
@@ -139,7 +140,26 @@ class _ToAst(Transformer):
 
     @_located
     def network_def(self, loc, ch):
-        return self._definition("network", loc, ch)
+        d = self._definition("network", loc, ch)
+        # Scaling declarations at its top level leave the body (they never elaborate).
+        d.scaling = [s for s in d.body if isinstance(s, A.Scalable)]
+        if d.scaling:
+            d.body = [s for s in d.body if not isinstance(s, A.Scalable)]
+            for s in d.scaling:
+                del self.misplaced[id(s)]
+        return d
+
+    @_located
+    def scalable_roles(self, loc, ch):
+        return self._scalable(A.Scalable(loc, None, ch[0]))
+
+    @_located
+    def scalable_as(self, loc, ch):
+        return self._scalable(A.Scalable(loc, str(ch[0]), ch[1]))
+
+    def _scalable(self, s: A.Scalable) -> A.Scalable:
+        self.misplaced[id(s)] = s  # until a network body takes it
+        return s
 
     @_located
     def params(self, loc, ch):
@@ -425,8 +445,13 @@ def parse_text(text: str, file: str = "<string>") -> A.SourceFile:
         else:
             hit = to_ast.depths.get(id(items))
             nesting = hit[1] if hit is not None and hit[0] is items else 0
+            misplaced = next(iter(to_ast.misplaced.values()), None)
+            if misplaced is not None:
+                raise ArchError("`scalable` declares how a network scales: it goes at the top level of a "
+                                "network body (not in a block, section, loop or if)", misplaced.loc)
         finally:
             to_ast.depths.clear()
+            to_ast.misplaced.clear()
     src = A.SourceFile(file, text, nesting=nesting)
     for item in items:
         if isinstance(item, A.Use):
