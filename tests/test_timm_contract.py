@@ -87,19 +87,18 @@ def test_data_config_of_a_config_without_reference(tmp_path):
 
 # ---------------------------------------------------------------- feature maps
 
-# One preset per family whose timm model lists its feature maps the same way.
+# One preset per family: its feature maps are listed as timm lists them. fastvit,
+# efficientformer, ghostnet and hrnet mark theirs in their specs (feature_map,
+# blocks/features.arch): timm's rule for them is its own.
 SAME_FEATURES = ["resnet18", "seresnet50", "resnet50d", "resnetrs50", "res2net50_26w_4s", "resnest14d",
                  "efficientnet_b0", "tf_efficientnet_lite0", "tf_efficientnetv2_s", "mnasnet_100",
                  "mobilenetv2_100", "mobilenetv3_small_075", "mobilenetv4_conv_small", "mobileone_s0",
                  "mobilevit_s", "convnextv2_atto", "cspdarknet53", "densenet121", "dla34", "inception_v3",
-                 "nf_resnet50", "dm_nfnet_f0", "regnetx_002", "repvgg_a0", "vit_small_patch16_224"]
-# Where timm lists its maps by another rule (the differences stay visible here).
-OTHER_FEATURES = {
-    "fastvit_t8": "timm lists no map of the stem, which passes /2 here",
-    "efficientformer_l1": "timm lists no map of the stem, which passes /2 here",
-    "ghostnet_050": "at /16 timm takes a block before the last one",
-    "hrnet_w18_small": "timm's features come from extra incre modules",
-}
+                 "nf_resnet50", "dm_nfnet_f0", "regnetx_002", "repvgg_a0", "vit_small_patch16_224",
+                 "fastvit_t8", "efficientformer_l1", "ghostnet_050", "hrnet_w18_small"]
+# The presets whose marked maps are checked on values, at their input size here
+# (EfficientFormer's attention bias is sized for 224).
+MARKED = {"fastvit_t8": 64, "efficientformer_l1": 224, "ghostnet_050": 64, "hrnet_w18_small": 64}
 
 
 def _info(m):
@@ -111,11 +110,103 @@ def test_feature_info_as_timm_indexes_it(preset):
     assert _info(archdsl.load(preset, device="meta")) == _info(_timm(preset, "meta"))
 
 
-@pytest.mark.parametrize("preset", sorted(OTHER_FEATURES))
-def test_feature_info_where_timm_differs(preset):
-    ours, theirs = _info(archdsl.load(preset, device="meta")), _info(_timm(preset, "meta"))
-    assert ours != theirs, f"now the same as timm's: move {preset} to SAME_FEATURES"
-    assert {r for _, r in ours} <= {1, 2, 4, 8, 16, 32}
+def _ported(preset, res, **kw):
+    torch.manual_seed(0)
+    ref = _timm(preset).eval()
+    ours = archdsl.load(preset, [f"params.res={res}"], **kw).eval()
+    from_reference(ours, ref.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("preset", sorted(MARKED))
+def test_marked_feature_maps_are_timms(preset, one_thread):
+    """After a weight port, each map forward_intermediates gives is timm's
+    (ghostnet's first: the stem conv's, before the BatchNorm deploy folds into it)."""
+    res = MARKED[preset]
+    ours, ref = _ported(preset, res)
+    x = torch.randn(1, 3, res, res)
+    with torch.no_grad():
+        mine = ours.forward_intermediates(x, intermediates_only=True)
+        theirs = ref.forward_intermediates(x, intermediates_only=True)
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        assert torch.allclose(a, b, atol=1e-5), (preset, i)
+
+
+def test_maps_marked_inside_a_stage_as_timm(one_thread):
+    """HRNet's maps are values inside its last stage: features_only, stop_early
+    and timm's FeatureHookNet (on feature_info's module names) give timm's."""
+    from timm.models._features import FeatureHookNet
+
+    ours, ref = _ported("hrnet_w18_small", 64)
+    f = archdsl.load("hrnet_w18_small", ["params.res=64"], features_only=True, out_indices=(0, 2, 3))
+    f.load_state_dict(ours.state_dict(), strict=False)
+    t = _timm("hrnet_w18_small", features_only=True, out_indices=(0, 2, 3))
+    t.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        mine, theirs = f.eval()(x), t.eval()(x)
+        early = ours.forward_intermediates(x, [1, 2], stop_early=True)[1]
+        hooked = FeatureHookNet(copy.deepcopy(ours), out_indices=(1, 4))(x)
+        want = ref.forward_intermediates(x, intermediates_only=True)
+    assert f.feature_info.channels() == t.feature_info.channels() == [64, 256, 512]
+    assert len(mine) == 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine, theirs))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(early, want[1:3]))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hooked, [want[1], want[4]]))
+
+
+def _n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def _as_list(features):
+    """Final features as a list: several streams, or one map ([0]: the stem's)."""
+    return [features] if torch.is_tensor(features) else list(features)
+
+
+def test_pruning_after_a_map_inside_a_stage_as_timm(one_thread):
+    """HRNet's head after the map asked for goes (the later widenings, the
+    downsamples, the last conv): forward_intermediates' final features are
+    then the streams, as timm's, stopping early or pruned, and the parameter
+    counts are timm's. features_only keeps what its last map needs: all of
+    timm's feature model for every map (timm's keeps every widening whatever
+    out_indices asks)."""
+    ours, ref = _ported("hrnet_w18_small", 64)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for indices in ([1, 2], [4], [0]):
+            mine = _as_list(ours.forward_intermediates(x, indices, stop_early=True)[0])
+            theirs = _as_list(ref.forward_intermediates(x, indices, stop_early=True)[0])
+            assert len(mine) == len(theirs) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine, theirs))
+        for indices in ([1, 2], [0]):
+            o, r = copy.deepcopy(ours), copy.deepcopy(ref)
+            assert o.prune_intermediate_layers(indices) == r.prune_intermediate_layers(indices)
+            assert _n_params(o) == _n_params(r), indices
+            mine, theirs = o.forward_intermediates(x, indices), r.forward_intermediates(x, indices)
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine[1], theirs[1]))
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(_as_list(mine[0]), _as_list(theirs[0])))
+    assert _n_params(archdsl.load("hrnet_w18_small", features_only=True, device="meta")) == _n_params(
+        _timm("hrnet_w18_small", "meta", features_only=True))
+
+
+def test_forward_intermediates_norm_as_timm(one_thread):
+    """norm=True: the final norm on the maps it fits — EfficientFormer's last
+    (its other stages are narrower), a ViT's every block; none on a ResNet."""
+    ours, ref = _ported("efficientformer_l1", 224)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        mine = ours.forward_intermediates(x, [2, 3], norm=True)
+        theirs = ref.forward_intermediates(x, [2, 3], norm=True)
+    # the final features: normed tokens, (N, C, L, 1) here, (N, L, C) in timm
+    assert torch.allclose(mine[0].flatten(2).transpose(1, 2), theirs[0], atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine[1], theirs[1]))
+    assert not torch.allclose(mine[1][1], ours.forward_intermediates(x, [3], intermediates_only=True)[0])
+    ours, ref = _ported("resnet18", 64)
+    x = torch.randn(*X64)
+    with torch.no_grad():
+        mine = ours.forward_intermediates(x, [1, 4], norm=True, intermediates_only=True)
+        theirs = ref.forward_intermediates(x, [1, 4], norm=True, intermediates_only=True)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine, theirs))
 
 
 def test_features_only_gives_timms_maps(pair):
@@ -162,11 +253,12 @@ def test_vit_feature_maps_as_timm(one_thread):
     ours = archdsl.load("vit_small_patch16_224", ["params.res=64"]).eval()
     from_reference(ours, ref.state_dict())
     x = torch.randn(*X64)
-    with torch.no_grad():
-        mine = ours.forward_intermediates(x, [2, 5, 11], intermediates_only=True)
-        theirs = ref.forward_intermediates(x, [2, 5, 11], intermediates_only=True)
-    assert all(a.shape == b.shape == (2, 384, 4, 4) and torch.allclose(a, b, atol=1e-4)
-               for a, b in zip(mine, theirs))
+    for norm in (False, True):  # norm: the final norm on every block's tokens, as timm does
+        with torch.no_grad():
+            mine = ours.forward_intermediates(x, [2, 5, 11], norm=norm, intermediates_only=True)
+            theirs = ref.forward_intermediates(x, [2, 5, 11], norm=norm, intermediates_only=True)
+        assert all(a.shape == b.shape == (2, 384, 4, 4) and torch.allclose(a, b, atol=1e-4)
+                   for a, b in zip(mine, theirs)), norm
     assert ours.prune_intermediate_layers([3, 5]) == ref.prune_intermediate_layers([3, 5])
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
 
@@ -231,6 +323,28 @@ def test_reset_classifier_and_head_sizes_as_timm(pair):
         with torch.no_grad():
             assert ours(x).shape == ref(x).shape, (n, pool)
         assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+
+
+def test_a_distillation_head_is_the_classifier(one_thread):
+    """EfficientFormer averages two classifiers (head, head_dist): both are
+    the classifier, for reset_classifier and num_classes=0, as in timm."""
+    ours, ref = _ported("efficientformer_l1", 224)
+    assert (ours.num_classes, ours.num_features, ours.head_hidden_size) == (
+        ref.num_classes, ref.num_features, ref.head_hidden_size)
+    x = torch.randn(1, 3, 224, 224)
+    for n in (7, 0, 3):  # and back from headless: both classifiers again
+        ours.reset_classifier(n)
+        ref.reset_classifier(n)
+        assert ours.num_classes == ref.num_classes == n
+        assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters())
+        with torch.no_grad():
+            a, b = ours(x), ref(x)
+        assert a.shape == b.shape == (1, n or 448)
+        if n == 0:  # headless: the pooled features
+            assert torch.allclose(a, b, atol=1e-5)
+    headless = archdsl.load("efficientformer_l1", num_classes=0, device="meta")
+    assert sum(p.numel() for p in headless.parameters()) == sum(
+        p.numel() for p in _timm("efficientformer_l1", "meta", num_classes=0).parameters())
 
 
 @pytest.mark.parametrize("preset", ["resnet18", "mobilenetv3_small_075", "efficientnet_b0"])

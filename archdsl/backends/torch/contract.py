@@ -5,18 +5,26 @@ checkpointing and parameter groups for layer-wise decay.
 
 A network runs as a list of units — the stem's layers (when the stem is a
 chain), then each stage — and a unit is a *feature point* when it is the
-last at its reduction, as timm indexes its models' feature_info. A feature
-must be a map: a unit that gives tokens, or several tensors (parallel
-streams), is not one.
+last at its reduction, as timm indexes most of its models' feature_info. A
+feature must be a map: a unit that gives tokens, or several tensors
+(parallel streams), is not one. A network whose reference lists its maps by
+another rule marks them in its spec with `feature_map` (blocks/features.arch):
+then its feature points are exactly the marked values, read at the end of
+their unit or, inside one, by a forward hook on the mark's (empty) module.
+Pruning (features_only) after a map inside a unit keeps only what runs up to
+that mark, and the cut unit gives its input: the network's features are then
+the last whole unit's, as timm's HRNet gives its streams once its head goes.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from archdsl.backends.torch.modules import Graph
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY
 
@@ -114,24 +122,67 @@ def units_of(spec: ir.Seq, stem_is_chain: bool, stages_split: list[bool]) -> lis
     return out
 
 
-def feature_points(units: list[Unit], in_shape) -> list[tuple[int, dict, tuple | None]]:
-    """(unit index, feature_info entry, tokens -> map: (prefix tokens, h, w) or None) per
-    feature point: the last unit at each reduction; every block when the
-    network is isotropic (its units split into blocks: timm indexes ViTs so)."""
-    facts, grid = [], None
-    for u in units:
-        shape, to_map = u.node.out_shape, None
-        if _is_map(shape, in_shape):
-            grid = shape[1:]
-        else:
-            grid = _grid(u.node, in_shape) or grid
-            if ir.is_multi(shape) or len(shape) != 3 or grid is None or shape[1] < grid[0] * grid[1]:
-                facts.append(None)
-                continue
-            to_map = (shape[1] - grid[0] * grid[1], grid[0], grid[1])
-        r = 2 ** round(math.log2(in_shape[1] / grid[0]))  # nominal, as timm states it
-        facts.append((dict(num_chs=shape[0], reduction=r, module=u.name), to_map))
-    points = []
+TAP = "feature_map"  # the block (blocks/features.arch) whose calls mark feature maps
+
+
+def _is_tap(node: ir.Node) -> bool:
+    return type(node) is ir.Seq and node.name == TAP
+
+
+def _ends_with(node: ir.Node, tap: ir.Node) -> bool:
+    """Is `tap` the last thing a chain `node` runs (its value the node's output)?"""
+    while node is not tap:
+        if type(node) is not ir.Seq or node.wiring is not None or not node.children:
+            return False
+        node = node.children[-1]
+    return True
+
+
+class Read:
+    """How forward_intermediates reads one feature map: the output of its
+    unit, or of a mark inside it (`tap`, a module name); tokens (C, N, 1) are
+    folded back into the (h, w) map they came from, prefix tokens dropped."""
+
+    __slots__ = ("tap", "shape", "tokens")
+
+    def __init__(self, tap: str | None, shape, tokens: tuple[int, int, int] | None):
+        self.tap, self.shape, self.tokens = tap, shape, tokens  # tokens: (prefix, h, w)
+
+
+def _entry(shape, grid, in_shape, module: str) -> tuple[dict, tuple | None] | None:
+    """(feature_info entry, tokens -> map) for a value of `shape` last seen as a map on `grid`;
+    None when it is no map (several tensors, or tokens of no known grid)."""
+    tokens = None
+    if _is_map(shape, in_shape):
+        grid = shape[1:]
+    elif ir.is_multi(shape) or len(shape) != 3 or grid is None or shape[1] < grid[0] * grid[1]:
+        return None
+    else:
+        tokens = (shape[1] - grid[0] * grid[1], grid[0], grid[1])
+    r = 2 ** round(math.log2(in_shape[1] / grid[0]))  # nominal, as timm states it
+    return dict(num_chs=shape[0], reduction=r, module=module), tokens
+
+
+def feature_points(units: list[Unit], in_shape) -> list[tuple[int, dict, Read]]:
+    """(unit index, feature_info entry, how to read it) per feature point:
+    the values the spec marks with feature_map when it marks any; else the
+    last unit at each reduction, or every block when the network is isotropic
+    (its units split into blocks: timm indexes ViTs so)."""
+    marks = [[(n, t) for n, t in ir.named(u.node, u.name) if _is_tap(t)]
+             if any(_is_tap(n) for n in ir.walk(u.node)) else [] for u in units]  # names only where needed
+    facts, grid, points = [], None, []
+    for i, u in enumerate(units):
+        shape = u.node.out_shape
+        grid = shape[1:] if _is_map(shape, in_shape) else _grid(u.node, in_shape) or grid
+        for name, tap in marks[i]:  # a mark inside a unit: the unit's grid is the best known
+            inside = not _ends_with(u.node, tap)
+            got = _entry(tap.in_shape, grid, in_shape, name if inside else u.name)
+            if got is not None:
+                points.append((i, got[0], Read(name if inside else None, tap.in_shape, got[1])))
+        got = _entry(shape, grid, in_shape, u.name)
+        facts.append(None if got is None else (got[0], Read(None, shape, got[1])))
+    if any(marks):
+        return points
     for i, f in enumerate(facts):
         if f is None:
             continue
@@ -154,6 +205,45 @@ def _cut(seq: ir.Seq, n: int) -> ir.Seq:
     """A chain's first n children."""
     return ir.Seq(seq.in_shape, seq.children[n - 1].out_shape, seq.loc, seq.path, seq.children[:n], seq.role,
                   seq.name)
+
+
+def _with_last(seq: ir.Seq, child: ir.Node) -> ir.Seq:
+    """A chain with its last child replaced."""
+    return replace(seq, children=[*seq.children[:-1], child], out_shape=child.out_shape)
+
+
+def _child_names(seq: ir.Seq, prefix: str) -> list[str]:
+    """The module names of a sequence's children, as ir.named gives them."""
+    dot = (prefix + "." if prefix else "") + ("blocks." if seq.role == "stage" else "")
+    return [dot + str(i) for i in range(len(seq.children))]
+
+
+def cut_after(seq: ir.Seq, prefix: str, tap: str) -> ir.Seq:
+    """The part of `seq` (named `prefix`) that runs up to the mark named
+    `tap` inside it, giving its input: the children after the one holding
+    the mark go, and that one is cut alike when it is a sequence (a residual,
+    sum, split or gate holding it stays whole). Children keep their indices,
+    so their module names (and weights) stay."""
+    names = _child_names(seq, prefix)
+    k = next(i for i, n in enumerate(names) if tap == n or tap.startswith(n + "."))
+    kids = list(seq.children[:k + 1])
+    if type(kids[k]) is ir.Seq and names[k] != tap:
+        kids[k] = cut_after(kids[k], names[k], tap)
+    w = seq.wiring or ir.chain_wiring(seq)
+    wiring = ir.Wiring(list(w.inputs[:k + 1]), w.n_inputs, tuple(range(w.n_inputs)))
+    ranks = None if seq.ranks is None else seq.ranks[:k + 1]
+    return ir.Seq(seq.in_shape, seq.in_shape, seq.loc, seq.path, kids, seq.role, seq.name, wiring, ranks)
+
+
+def _cut_module(module: nn.Module, seq: ir.Seq, cut: ir.Seq) -> Graph:
+    """`module` (the lowering of `seq`) as `cut` (cut_after's) runs it: its kept children, in a Graph."""
+    kids = [module.get_submodule(str(i)) for i in range(len(cut.children))]
+    k = len(kids) - 1
+    if cut.children[k] is not seq.children[k]:  # cut in turn
+        kids[k] = _cut_module(kids[k], seq.children[k], cut.children[k])
+    w = cut.wiring
+    return Graph(kids, w.inputs, [len(ir.shapes(c.out_shape)) for c in cut.children], w.n_inputs, w.outputs,
+                 cut.registered())
 
 
 class TimmContract:
@@ -206,40 +296,77 @@ class TimmContract:
                               stop_early: bool = False, output_fmt: str = "NCHW",
                               intermediates_only: bool = False):
         """timm 1.0's forward_intermediates: the feature maps at `indices`
-        (feature_info's indexing) and, unless intermediates_only, the final
-        features. `norm` has no effect: an archdsl network's features end
-        with its last stage, as its feature maps do."""
+        (feature_info's indexing), in the order they run, and, unless
+        intermediates_only, the final features. norm=True applies the final
+        norm (the head's layers before its pool, when they keep the shape) to
+        every map it fits, as timm does: the last (EfficientFormer), or every
+        block's (ViT); a network without one is unchanged."""
         if output_fmt != "NCHW":
             raise ValueError("archdsl networks give feature maps as NCHW only")
         points = self._points
-        take = resolve_indices(len(points), indices)
-        wanted = {points[i][0]: points[i][2] for i in take}  # unit -> tokens to map, or None
-        last = max(wanted) if wanted else -1
+        take = sorted(set(resolve_indices(len(points), indices)))
+        by_unit: dict[int, list[int]] = {}
+        for k in take:
+            by_unit.setdefault(points[k][0], []).append(k)
+        last = max(by_unit) if by_unit else -1
+        normed = self._final_norm_input() if norm else None
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = []
+        out, seen = [], {}
+        # a copy: a mark gives its input itself, which a later in-place layer may overwrite
+        # (the relu after a conv a BN folded into, in the deployed form)
+        hooks = [self.get_submodule(points[k][2].tap).register_forward_hook(
+                 lambda m, args, y, k=k: seen.__setitem__(k, y.clone())) for k in take if points[k][2].tap is not None]
         units = self._units()
+        # Stopping early at a map inside a unit that gives later maps not asked for: the
+        # features are the unit's input, the last whole unit's output (timm's HRNet: its streams).
+        final = max(take) if take else None
+        inside = stop_early and final is not None and points[final][2].tap is not None and any(
+            p[0] == points[final][0] for p in points[final + 1:])
         ran_all = True
-        for i, (_, module) in enumerate(units):
-            x = module(x)
-            if i in wanted:
-                to_map = wanted[i]
-                # tokens (N, C, prefix + h * w, 1) -> the map (N, C, h, w), prefix tokens dropped
-                out.append(x if to_map is None else x[:, :, to_map[0]:, 0].reshape(
-                    x.shape[0], x.shape[1], to_map[1], to_map[2]))
-            if i == last and (intermediates_only or stop_early) and i < len(units) - 1:
-                ran_all = False
-                break
+        try:
+            for i, (_, module) in enumerate(units):
+                before, x = x, module(x)
+                for k in by_unit.get(i, ()):
+                    read = points[k][2]
+                    y = x.clone() if read.tap is None and _is_tap(self._unit_list[i].node) else x  # as the hook's
+                    out.append(self._as_map(y if read.tap is None else seen.pop(k), read, normed))
+                if i == last and inside:
+                    x, ran_all = before, False
+                    break
+                if i == last and (intermediates_only or stop_early) and i < len(units) - 1:
+                    ran_all = False
+                    break
+        finally:
+            for h in hooks:
+                h.remove()
         if intermediates_only:
             return out
         return (self._head_features(x) if ran_all else x), out
+
+    def _final_norm_input(self):
+        """The shape the network's final norm takes (the head's layers before
+        its pool, when they keep the shape); None when it has none."""
+        head = self.spec.children[2]
+        pre = head.children[:self._pool_at]
+        return head.in_shape if pre and all(c.in_shape == c.out_shape for c in pre) else None
+
+    def _as_map(self, y: torch.Tensor, read: Read, normed) -> torch.Tensor:
+        if normed is not None and tuple(read.shape) == tuple(normed):
+            y = self._head_features(y)
+        if read.tokens is None:
+            return y
+        # tokens (N, C, prefix + h * w, 1) -> the map (N, C, h, w), prefix tokens dropped
+        prefix, h, w = read.tokens
+        return y[:, :, prefix:, 0].reshape(y.shape[0], y.shape[1], h, w)
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
         """Drop the units after the last feature map `indices` names (and the
         head: classifier, pool, and the layers before the pool unless they are
         a final norm and not prune_norm); returns the indices kept, as timm
-        does. The module's spec is cut alike (deploy still works)."""
+        does. A map inside its unit (a mark) cuts the unit after it too
+        (cut_after), with the head. The module's spec is cut alike (deploy still works)."""
         points = self._points
         take = resolve_indices(len(points), indices)
         keep = max(points[i][0] for i in take) + 1
@@ -260,6 +387,9 @@ class TimmContract:
                 st = self.stages[last.stage]
                 st.blocks = st.blocks[:last.block + 1]
                 kept[-1] = _cut(kept[-1], last.block + 1)
+        tap = points[max(take)][2].tap
+        if tap is not None and prune_head and type(last.node) is ir.Seq:
+            stem, kept = self._cut_unit(last, tap, stem, kept)
         out = kept[-1].out_shape if kept else stem.out_shape
         stages = ir.Seq(stem.out_shape, out, stages.loc, stages.path, kept, stages.role)
         if prune_head:
@@ -278,6 +408,29 @@ class TimmContract:
         self.feature_info = FeatureInfo([e for _, e, _ in self._points],
                                         [i for i in self.feature_info.out_indices if i < n])
         return take
+
+    def _cut_unit(self, unit: Unit, tap: str, stem: ir.Seq, kept: list[ir.Seq]) -> tuple[ir.Seq, list[ir.Seq]]:
+        """Cut the last unit left after the mark `tap` (cut_after), module and
+        spec; returns the stem's and the kept stages' specs."""
+        if unit.stage is None and unit.name == "stem":  # the stem as one unit (a graph)
+            cut = cut_after(stem, unit.name, tap)
+            self.stem = _cut_module(self.stem, stem, cut)
+            return cut, kept
+        if unit.stage is None:  # the stem's last layer left
+            node = stem.children[-1]
+            cut = cut_after(node, unit.name, tap)
+            self.stem[len(stem.children) - 1] = _cut_module(self.stem[len(stem.children) - 1], node, cut)
+            return _with_last(stem, cut), kept
+        st = self.stages[unit.stage]
+        if unit.block is None:
+            cut = cut_after(kept[-1], unit.name, tap)
+            st.blocks = _cut_module(st.blocks, kept[-1], cut)
+        else:  # a stage's last block left (an isotropic network)
+            node = kept[-1].children[-1]
+            block = cut_after(node, unit.name, tap)
+            st.blocks[len(kept[-1].children) - 1] = _cut_module(st.blocks[len(kept[-1].children) - 1], node, block)
+            cut = _with_last(kept[-1], block)
+        return stem, [*kept[:-1], cut]
 
     def make_features_only(self, out_indices: list[int] | tuple[int, ...] | None = None) -> None:
         """timm's features_only, in place: forward returns the feature maps at

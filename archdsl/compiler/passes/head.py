@@ -4,7 +4,8 @@ the classifier's dropout — on any network, without its recipe declaring them.
 
 The head is read as timm reads a classifier head: the layers before its pool
 belong to the features; the classifier is its last linear layer (or a 1x1
-conv on the pooled map, or a sum of linear branches: a distillation head).
+conv on the pooled map, or a sum of branches that each hold one: a
+distillation head, all of whose linear layers it resets).
 A rewritten head keeps every child's index (a removed layer becomes an
 identity that keeps the removed op's path; only a dropout the head lacks is
 inserted), so the layers the rewrite leaves alone keep their module names
@@ -42,24 +43,38 @@ def _is_linear(node: ir.Node, after_pool: bool) -> bool:
     return k == "linear" or (k == "conv" and after_pool and node.attrs.k == 1 and node.in_shape[1:] == (1, 1))
 
 
-def _is_distilled(node: ir.Node) -> bool:
-    """A sum of branches that each start with a linear layer (classifier + distillation head)."""
+def _branch_classifier(branch: ir.Seq, after_pool: bool) -> int | None:
+    """Index of a branch's classifier: its last linear layer (or 1x1 conv on the pooled map)."""
+    found = [i for i, c in enumerate(branch.children) if _is_linear(c, after_pool) or _removed(c)]
+    return found[-1] if found and branch.wiring is None else None
+
+
+def _is_distilled(node: ir.Node, after_pool: bool = True) -> bool:
+    """A sum of chains that each hold a classifier (timm's head + head_dist,
+    averaged: each branch may scale, norm or drop around its linear layer)."""
     return isinstance(node, ir.Parallel) and node.join == "sum" and all(
-        b.children and _kind(b.children[0]) == "linear" for b in node.branches)
+        _branch_classifier(b, after_pool) is not None for b in node.branches)
 
 
 def classifier_index(head: ir.Seq) -> int | None:
     """Index of the head's classifier; None when it has none."""
     pool = pool_index(head)
     found = [i for i, c in enumerate(head.children)
-             if _is_linear(c, i > pool) or _is_distilled(c) or (_removed(c) and _removed(c) not in POOLS)]
+             if _is_linear(c, i > pool) or _is_distilled(c, i > pool) or (_removed(c) and _removed(c) not in POOLS)]
     return found[-1] if found else None
+
+
+def _cleared(node: ir.Node) -> bool:
+    """Is this classifier removed (an identity; a distillation head: in every branch)?"""
+    if isinstance(node, ir.Parallel):
+        return all(_kind(b.children[_branch_classifier(b, True)]) == "identity" for b in node.branches)
+    return _kind(node) == "identity"
 
 
 def num_classes(head: ir.Seq) -> int:
     """The classifier's outputs (0: none, or removed)."""
     i = classifier_index(head)
-    return 0 if i is None or _kind(head.children[i]) == "identity" else head.out_shape[0]
+    return 0 if i is None or _cleared(head.children[i]) else head.out_shape[0]
 
 
 def _reshaped(node: ir.Node, x) -> ir.Node:
@@ -92,14 +107,20 @@ def _identity(node: ir.Node) -> ir.Op:
 
 
 def _with_classes(node: ir.Node, n: int) -> ir.Node:
-    """The classifier with n outputs (its shapes recomputed by the caller)."""
-    if n == 0:
+    """The classifier with n outputs (its shapes recomputed by the caller).
+    A distillation head keeps its branches (0: each without its linear layer,
+    as timm's, whose heads become identities still averaged)."""
+    if isinstance(node, ir.Op) and n == 0:
         return node if _kind(node) == "identity" else _identity(node)
     if _kind(node) == "identity":  # a removed classifier comes back as a linear layer
         return replace(node, kind="linear", attrs=REGISTRY["linear"].attrs(out=n))
     if isinstance(node, ir.Op):
         return replace(node, attrs=node.attrs.model_copy(update={"out": n}))
-    branches = [replace(b, children=[_with_classes(b.children[0], n), *b.children[1:]]) for b in node.branches]
+    branches = []
+    for b in node.branches:
+        kids, i = list(b.children), _branch_classifier(b, True)
+        kids[i] = _with_classes(kids[i], n)
+        branches.append(replace(b, children=kids))
     return replace(node, branches=branches)
 
 
