@@ -7,6 +7,7 @@ what must be left alone); RepVGG's deploy form is compared with timm's
 re-parameterized models.
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -279,3 +280,60 @@ def test_archc_build_deploy_writes_the_deployed_report(tmp_path):
     assert rep["total"]["params"] == n_params(net)
     train_form = archdsl.cost("resnet18")
     assert not train_form.deployed and train_form.total.params > rep["total"]["params"]
+
+
+# Marks (empty block calls, as `feature_map`) between the layers deploy joins:
+# in a chain, in a graph of named values, and inside and after a fused sum.
+MARKED = """
+block mark() { }
+
+network marked(res = 12) {
+  input(4, res, res)
+  stem { conv(8, 3) mark bn relu }
+  stage {
+    -> a
+    from a conv(8, 3) mark bn -> b
+    add(a, b) relu
+    parallel sum { branch { conv(8, 3) mark bn } branch { conv(8, 1) bn } }
+    mark mark bn relu
+  }
+  head { global_pool linear(10) }
+}
+"""
+
+
+def _built(tmp_path, text: str) -> torch.nn.Module:
+    f = tmp_path / "spec.arch"
+    f.write_text(text)
+    torch.manual_seed(0)
+    return trained(build_module(elaborate(load_program(f), {})))
+
+
+def test_marks_do_not_stop_folding_or_fusion(tmp_path):
+    net = _built(tmp_path, MARKED)
+    d = archdsl.deploy(net)
+    assert max_diff(net, d, net.input_shape) <= TOL
+    assert count(d, torch.nn.BatchNorm2d) == 0 and count(d, ParallelSum) == 0
+    # three 3x3 convs of 8 outputs with biases (stem 4 -> 8, the graph's, the fused sum) and the classifier
+    assert n_params(d) == (8 * 4 * 9 + 8) + 2 * (8 * 8 * 9 + 8) + (8 * 10 + 10)
+    empty = [m for m in d.modules() if isinstance(m, torch.nn.Sequential) and len(m) == 0]
+    assert len(empty) == 5  # every mark is kept, after the layer it follows now
+    unmarked = _built(tmp_path, re.sub(r" mark(?=[ \n])", "", MARKED))  # the calls, not the block
+    assert n_params(archdsl.deploy(unmarked)) == n_params(d)
+
+
+def test_ghostnet_stem_map_before_its_bn_deploys():
+    """GhostNet's first map is its stem conv's, marked before the BN (as timm
+    takes it): every BN of the network follows a conv and folds; the
+    deployed network's maps are the train form's after each fold (its first:
+    the stem's BN output, which no in-place relu after it overwrites)."""
+    net = trained(archdsl.load("ghostnet_050", [f"params.res={RES}"]))
+    d = archdsl.deploy(net)
+    assert count(d, torch.nn.BatchNorm2d) == 0
+    x = torch.randn(1, 3, RES, RES)
+    with torch.no_grad():
+        mine = d.forward_intermediates(x, intermediates_only=True)
+        want = net.forward_intermediates(x, intermediates_only=True)
+        want[0] = net.stem[2](want[0])  # the stem conv's output, through its BN
+    assert len(mine) == len(want) == 5
+    assert all((a - b).abs().max() <= TOL * max(1.0, b.abs().max().item()) for a, b in zip(mine, want))

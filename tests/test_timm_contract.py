@@ -531,3 +531,21 @@ def test_jit_trace_gives_no_tracer_warning(tmp_path):
     assert not [i for i in w if issubclass(i.category, torch.jit.TracerWarning)], [str(i.message) for i in w]
     y = torch.randn(1, 3, 40, 40)  # "same" padding follows the input size in the trace too
     assert torch.allclose(traced(y), m(y), atol=1e-6)
+
+
+def test_a_hook_on_a_mark_keeps_its_value(tmp_path):
+    # `conv feature_map relu`: the relu after a mark must not run in place, or a
+    # forward hook on the mark (timm's FeatureHookNet) would read relu's output.
+    f = tmp_path / "m.arch"
+    f.write_text('use "blocks/features"\nnetwork n() {\n  input(3, 8, 8)\n'
+                 '  stage { conv(4, 3) feature_map relu }\n}\n')
+    from archdsl.backends.torch.lower import build_module
+    from archdsl.compiler.elaborate import elaborate
+    from archdsl.language.program import load_program
+    m = build_module(elaborate(load_program(f), {})).eval()
+    mark = next(mod for name, mod in m.named_modules() if type(mod).__name__ != "Conv2d" and name.endswith(".1"))
+    seen = []
+    mark.register_forward_hook(lambda mod, args, y: seen.append(y))
+    with torch.no_grad():
+        out = m(torch.randn(1, 3, 8, 8))
+    assert (seen[0] < 0).any() and (out >= 0).all()

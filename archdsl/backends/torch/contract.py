@@ -313,10 +313,8 @@ class TimmContract:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         out, seen = [], {}
-        # a copy: a mark gives its input itself, which a later in-place layer may overwrite
-        # (the relu after a conv a BN folded into, in the deployed form)
         hooks = [self.get_submodule(points[k][2].tap).register_forward_hook(
-                 lambda m, args, y, k=k: seen.__setitem__(k, y.clone())) for k in take if points[k][2].tap is not None]
+                 lambda m, args, y, k=k: seen.__setitem__(k, y)) for k in take if points[k][2].tap is not None]
         units = self._units()
         # Stopping early at a map inside a unit that gives later maps not asked for: the
         # features are the unit's input, the last whole unit's output (timm's HRNet: its streams).
@@ -329,8 +327,7 @@ class TimmContract:
                 before, x = x, module(x)
                 for k in by_unit.get(i, ()):
                     read = points[k][2]
-                    y = x.clone() if read.tap is None and _is_tap(self._unit_list[i].node) else x  # as the hook's
-                    out.append(self._as_map(y if read.tap is None else seen.pop(k), read, normed))
+                    out.append(self._as_map(x if read.tap is None else seen.pop(k), read, normed))
                 if i == last and inside:
                     x, ran_all = before, False
                     break

@@ -82,6 +82,8 @@ class _Lowering:
             out.append(self.node(c, inplace_ok=fresh))
             if not _passes_input(c):
                 fresh = _fresh(c)
+            elif isinstance(c, ir.Seq) and not c.children:  # a mark (feature_map): a hook may hold its value
+                fresh = False
         return out
 
     def seq(self, seq: ir.Seq) -> nn.Module:

@@ -2,7 +2,11 @@
 
 In eval mode bn(conv(x)) = s * (W x + b - mean) + beta with s = gamma /
 sqrt(var + eps): one convolution, weight s * W, bias s * (b - mean) + beta.
-A BatchNorm after anything else is left as it is.
+A BatchNorm after anything else is left as it is. Marks between the two
+(empty sequences: `feature_map` calls, blocks that add no layer) are looked
+through: conv, mark, bn becomes the folded conv, then the mark, which then
+names the folded conv's output (the BatchNorm's, as the original's next layer
+saw it).
 """
 from __future__ import annotations
 
@@ -15,6 +19,20 @@ from archdsl.compiler.passes.rewrite import bottom_up
 
 def _is(node: ir.Node | None, kind: str) -> bool:
     return isinstance(node, ir.Op) and node.kind == kind
+
+
+def is_mark(node: ir.Node) -> bool:
+    """A chain with no layer in it (a `feature_map` call, an empty block): it
+    gives its input; passes that pair adjacent layers look through it."""
+    return type(node) is ir.Seq and node.wiring is None and all(is_mark(c) for c in node.children)
+
+
+def _before_marks(kids: list[ir.Node]) -> int | None:
+    """The index of the last of `kids` that is no mark; None if there is none."""
+    j = len(kids) - 1
+    while j >= 0 and is_mark(kids[j]):
+        j -= 1
+    return j if j >= 0 else None
 
 
 def _folded(conv: ir.Op, bn: ir.Op, origins: Origins) -> ir.Op:
@@ -31,9 +49,9 @@ def fold_bn(spec: ir.Seq, origins: Origins) -> ir.Seq:
         kids: list[ir.Node] = []
         kept: list[int] = []  # the index each kept child had (its registration rank goes with it)
         for i, c in enumerate(node.children):
-            prev = kids[-1] if kids else None
-            if _is(c, "bn") and _is(prev, "conv"):
-                kids[-1] = _folded(prev, c, origins)
+            j = _before_marks(kids) if _is(c, "bn") else None
+            if j is not None and _is(kids[j], "conv"):  # the marks after it stay, now after the folded conv
+                kids[j] = _folded(kids[j], c, origins)
             else:
                 kids.append(c)
                 kept.append(i)
@@ -46,8 +64,9 @@ def fold_bn(spec: ir.Seq, origins: Origins) -> ir.Seq:
 
 
 def _fold_wired(node: ir.Seq, origins: Origins) -> ir.Seq:
-    """In a DAG, a BN folds into the conv whose output it alone reads; the
-    values are then renumbered without the BN's."""
+    """In a DAG, a BN folds into the conv whose output it alone reads, maybe
+    through marks that alone read it in turn; the values are then renumbered
+    without the BN's."""
     w = node.wiring
     gives, n = [], w.n_inputs
     for c in node.children:
@@ -61,6 +80,9 @@ def _fold_wired(node: ir.Seq, origins: Origins) -> ir.Seq:
         if _is(c, "bn") and len(w.inputs[i]) == 1:
             v = w.inputs[i][0]
             j = producer.get(v)
+            while j is not None and readers[v] == 1 and is_mark(node.children[j]) and len(w.inputs[j]) == 1:
+                v = w.inputs[j][0]
+                j = producer.get(v)
             if j is not None and _is(node.children[j], "conv") and readers[v] == 1:
                 into[j] = i
     if not into:
