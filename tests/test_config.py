@@ -110,3 +110,13 @@ def test_plain_overrides_read_as_hydra_reads_them():
     mixed = ["x=1", "y=resnet-50", "z=[1,2]", "w=a/b"]  # plain and Hydra's, each in its place
     assert [(o.key_or_group, o.value()) for o in _parse_overrides(mixed)] == [
         ("x", 1), ("y", "resnet-50"), ("z", [1, 2]), ("w", "a/b")]
+
+
+def test_a_preset_with_an_op_class_of_old_says_rerun_calibrate():
+    from pydantic import ValidationError
+
+    from archdsl.configs.schema import HardwareConfig
+    with pytest.raises(ValidationError) as info:
+        HardwareConfig.model_validate({"peak_macs": 1e10, "mem_bw": 1e10, "efficiency": {"max_pool": 0.1}})
+    assert "max_pool" in str(info.value) and "archc calibrate" in str(info.value)
+    HardwareConfig.model_validate({"peak_macs": 1e10, "mem_bw": 1e10, "efficiency": {"window_pool": 0.1}})

@@ -58,6 +58,8 @@ class Section:
         return self.elementwise_time / self.time if self.time else None
 
 
+# G4's element-wise operations: the op classes of activations, adds, scales and norms
+_ELEMENTWISE = ("elementwise", "smooth_act", "norm")
 _BLOCK = re.compile(r"^(stages\.\d+\.blocks\.\d+)")
 _BRANCH = re.compile(r"branches\.(\d+)")
 
@@ -79,7 +81,7 @@ def sections(rep: Report, hw: Hardware) -> list[Section]:
         elif l.op_class in ("grouped", "depthwise"):
             s.grouped_bytes += l.bytes
             s.grouped_macs += l.macs
-        elif l.op_class == "elementwise":
+        elif l.op_class in _ELEMENTWISE:
             s.elementwise_bytes += l.bytes
             s.elementwise_time += t
         m = _BLOCK.match(l.name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from archdsl.backends.cost import DTYPE_BYTES, OP_CLASSES, Hardware
 from archdsl.language import budget
@@ -20,6 +20,24 @@ class HardwareConfig(BaseModel):
         default_factory=dict)
     # seconds per layer: one figure, or one per op class
     overhead: Annotated[float, Field(ge=0)] | dict[Literal[OP_CLASSES], Annotated[float, Field(ge=0)]] = 0.0  # type: ignore[valid-type]
+    # per op class: the share of mem_bw its kernels reach, and the output pixels at which they run at half speed
+    mem_efficiency: dict[Literal[OP_CLASSES], Annotated[float, Field(gt=0)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    half_pixels: dict[Literal[OP_CLASSES], Annotated[float, Field(ge=0)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    # copy bandwidth by bytes moved (caches): {bytes: bytes/s}
+    bw_curve: dict[Annotated[int, Field(gt=0)], Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+
+    @field_validator("efficiency", "overhead", "mem_efficiency", "half_pixels", mode="before")
+    @classmethod
+    def _known_classes(cls, v: Any) -> Any:
+        # A preset an earlier `archc calibrate` wrote may name classes since split or
+        # renamed (max_pool); its figures do not fit the classes now: measure again.
+        unknown = [k for k in v if k not in OP_CLASSES] if isinstance(v, dict) else []
+        if unknown:
+            raise ValueError(f"no op class {', '.join(map(repr, unknown))} (op classes: {', '.join(OP_CLASSES)}); "
+                             "a preset written by an earlier `archc calibrate` is measured again by rerunning it")
+        return v
 
 
 class DataConfig(BaseModel):
@@ -70,7 +88,8 @@ class ArchConfig(BaseModel):
 
     def hardware_list(self) -> list[Hardware]:
         return [Hardware(k, v.peak_macs, v.mem_bw, v.note, dict(v.efficiency),
-                         dict(v.overhead) if isinstance(v.overhead, dict) else v.overhead)
+                         dict(v.overhead) if isinstance(v.overhead, dict) else v.overhead,
+                         dict(v.mem_efficiency), dict(v.half_pixels), dict(v.bw_curve))
                 for k, v in self.hardware.items()]
 
 

@@ -10,6 +10,7 @@ from archdsl.api import compile
 from archdsl.backends.cost import Hardware
 from archdsl.backends.torch import calibrate as calib
 from archdsl.backends.torch import profile as prof
+from archdsl.backends.torch.timing import steady_heap
 from archdsl.language.errors import ConfigError
 from archdsl.language.resources import user_conf_dir
 
@@ -50,6 +51,8 @@ def profile(config: str, overrides: list[str], batch: int = 1, threads: int = 1,
     predicted_vs_measured.png to `out` when given."""
     if threads:
         torch.set_num_threads(threads)
+    if device == "cpu":  # as archc calibrate measures (backends/torch/timing.py)
+        steady_heap()
     overrides = list(overrides) + (["deploy=true"] if deploy else []) + (
         ["channels_last=true"] if channels_last else [])
     hw, notes = hardware_for(config, overrides, hardware, device, threads)

@@ -1,18 +1,27 @@
 """`archc calibrate`: measure this machine with short micro-benchmarks and
-write a hardware preset the cost model uses (cost.Hardware's calibrated form):
+write a hardware preset the cost model uses (cost.Hardware's calibrated form,
+archdsl/backends/latency.py):
 
-    time of a layer = max(MACs / (peak · e), bytes / (bw · e)) + overhead
+    time of a layer = max(MACs / (peak · e) · (1 + (p / pixels)²), bytes / (bw(bytes) · m)) + overhead
 
-peak: the best MAC/s of dense GEMMs and convs; bw: streaming copy bandwidth;
-e: per op class (cost.OP_CLASSES), the median over a few typical layers of
-that class of (roofline time at peak and bw) / (measured time − overhead);
-overhead: seconds per layer of each op class, from chains of tiny layers
-of the class (module call, dispatch, kernel launch). Every kernel is an IR op lowered as archc lowers
-it, costed by the cost report's own rules, so calibration and report agree
-on what a layer's MACs and bytes are. Runs in well under two minutes.
+peak: the best MAC/s of dense GEMMs and convs; bw(bytes): copy bandwidth
+when that many bytes move (a measured curve: caches, then memory). Per op
+class (cost.OP_CLASSES), e (the share of peak its kernels reach), m (the
+share of bw), p (the output pixels per image at which they compute at half
+speed) and overhead (seconds per layer whatever its size: module call,
+dispatch, kernel launch) are fitted to the class's micro-benchmarks: typical
+layers from tiny to large, each at batch 1 and 8, and a tiny layer, each
+timed after other typical layers (CONTEXT), as in a network. The fit
+minimizes the squared log error of the formula over them, so small layers,
+which run far below peak, weigh as much as large ones. Every kernel is an IR
+op lowered as archc lowers it and costed by the cost report's own rules, so
+calibration and report agree on what a layer's MACs and bytes are. The heap
+is kept steady (timing.steady_heap) and, with one CPU thread, kernels are
+timed on the thread's CPU clock (timing.py says why). Takes about a minute.
 """
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -21,36 +30,80 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from archdsl.backends import latency
 from archdsl.backends.cost import DTYPE_BYTES, OP_CLASSES, Layer, _layer
-from archdsl.backends.torch.timing import measure
+from archdsl.backends.latency import pixels
+from archdsl.backends.torch.timing import check_clock, heap_is_steady, measure, steady_heap
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY, LowerContext
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BATCHES = (1, 8)  # each kernel is timed at these batch sizes
 
-# Typical layers per op class: (op, attributes, input shape (C, H, W)).
+
+def _convs(**kw) -> list:
+    """(op, attrs, input shape) of convs: kw maps a name to (out, k, stride, groups or 'dw', (C, H, W))."""
+    out = []
+    for o, k, s, g, shape in kw.values():
+        out.append(("conv", dict(out=o, k=k, stride=s, groups=shape[0] if g == "dw" else g), shape))
+    return out
+
+
+# Typical layers per op class, tiny to large: (op, attributes, input shape (C, H, W)).
 KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
-    "conv": [("conv", dict(out=64, k=3), (64, 56, 56)), ("conv", dict(out=128, k=3), (128, 28, 28)),
-             ("conv", dict(out=256, k=3), (256, 14, 14)), ("conv", dict(out=32, k=3, stride=2), (3, 224, 224))],
-    "conv1x1": [("conv", dict(out=256, k=1), (64, 56, 56)), ("conv", dict(out=64, k=1), (256, 56, 56)),
-                ("conv", dict(out=128, k=1), (512, 28, 28)), ("conv", dict(out=1280, k=1), (320, 7, 7))],
-    "depthwise": [("conv", dict(out=144, k=3, groups=144), (144, 56, 56)),
-                  ("conv", dict(out=240, k=5, groups=240), (240, 28, 28)),
-                  ("conv", dict(out=672, k=3, groups=672), (672, 14, 14)),
-                  ("conv", dict(out=960, k=3, groups=960), (960, 7, 7))],
-    "grouped": [("conv", dict(out=128, k=3, groups=32), (128, 56, 56)),
-                ("conv", dict(out=256, k=3, groups=32), (256, 28, 28)),
-                ("conv", dict(out=240, k=1, groups=3), (240, 28, 28)),
-                ("conv", dict(out=224, k=3, groups=14), (224, 28, 28))],
+    "conv": _convs(stem=(32, 3, 2, 1, (3, 224, 224)), stem7=(64, 7, 2, 1, (3, 160, 160)),
+                   a=(32, 3, 1, 1, (32, 112, 112)), b=(64, 3, 1, 1, (64, 56, 56)), c=(128, 3, 1, 1, (128, 28, 28)),
+                   d=(256, 3, 2, 1, (128, 28, 28)), e=(256, 3, 1, 1, (256, 14, 14)), f=(512, 3, 1, 1, (512, 7, 7)),
+                   g=(512, 3, 1, 1, (512, 2, 2)), h=(16, 3, 1, 1, (16, 16, 16))),
+    "conv1x1": _convs(a=(96, 1, 1, 1, (16, 112, 112)), b=(256, 1, 1, 1, (64, 56, 56)),
+                      c=(64, 1, 1, 1, (256, 56, 56)), d=(128, 1, 1, 1, (512, 28, 28)),
+                      e=(160, 1, 1, 1, (960, 7, 7)), f=(1280, 1, 1, 1, (320, 7, 7)),
+                      g=(512, 1, 1, 1, (2048, 2, 2)), h=(16, 1, 1, 1, (32, 14, 14)), i=(384, 1, 1, 1, (1536, 37, 1)),
+                      se=(512, 1, 1, 1, (2048, 1, 1))),
+    "depthwise": _convs(a=(32, 3, 1, "dw", (32, 112, 112)), b=(96, 3, 2, "dw", (96, 112, 112)),
+                        c=(144, 3, 1, "dw", (144, 56, 56)), d=(240, 5, 1, "dw", (240, 28, 28)),
+                        e=(480, 3, 1, "dw", (480, 14, 14)), f=(672, 5, 2, "dw", (672, 14, 14)),
+                        g=(960, 3, 1, "dw", (960, 7, 7)), h=(768, 7, 1, "dw", (768, 3, 3)),
+                        i=(16, 3, 1, "dw", (16, 16, 16))),
+    "grouped": _convs(a=(128, 3, 1, 32, (128, 56, 56)), b=(256, 3, 1, 32, (256, 28, 28)),
+                      c=(512, 3, 1, 32, (512, 14, 14)), d=(1024, 3, 1, 32, (1024, 7, 7)),
+                      e=(240, 1, 1, 3, (240, 28, 28)), f=(224, 3, 1, 14, (224, 28, 28)),
+                      g=(1024, 3, 1, 64, (1024, 2, 2)), h=(48, 3, 2, 6, (48, 56, 56))),
     "gemm": [("linear", dict(out=1000), (1280, 1, 1)), ("linear", dict(out=1000), (2048, 1, 1)),
-             ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64)))],
+             ("linear", dict(out=1000), (320, 1, 1)), ("linear", dict(out=128), (512, 1, 1)),
+             ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64))),
+             ("matmul", {}, ((4, 64, 32), (4, 32, 64))),
+             ("mhsa", dict(heads=6), (384, 197, 1)), ("mhsa", dict(heads=6), (384, 37, 1))],
+    "ws_conv": [(k, dict(a, **({"groups": a["groups"]} if "groups" in a else {})), sh) for k, a, sh in (
+        ("ws_conv", dict(out=16, k=3, stride=2), (3, 192, 192)), ("ws_conv", dict(out=64, k=3), (32, 96, 96)),
+        ("ws_conv", dict(out=256, k=1), (128, 24, 24)), ("ws_conv", dict(out=128, k=1), (256, 24, 24)),
+        ("ws_conv", dict(out=256, k=3, groups=2), (256, 24, 24)), ("ws_conv", dict(out=1536, k=1), (768, 6, 6)),
+        ("ws_conv", dict(out=768, k=3, groups=6), (768, 6, 6)), ("ws_conv", dict(out=3072, k=1), (1536, 2, 2)))],
+    "gemm": [("linear", dict(out=1000), (1280, 1, 1)), ("linear", dict(out=1000), (2048, 1, 1)),
+             ("linear", dict(out=1000), (320, 1, 1)), ("linear", dict(out=128), (512, 1, 1)),
+             ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64))),
+             ("matmul", {}, ((4, 64, 32), (4, 32, 64))),
+             ("mhsa", dict(heads=6), (384, 197, 1)), ("mhsa", dict(heads=6), (384, 37, 1))],
     "elementwise": [("relu", {}, (64, 112, 112)), ("bn", {}, (64, 56, 56)), ("add", {}, ((256, 28, 28),) * 2),
-                    ("hard_swish", {}, (96, 28, 28)), ("sigmoid", {}, (480, 14, 14))],
-    "pool": [("global_pool", {}, (1280, 7, 7)), ("global_pool", {}, (480, 14, 14)), ("avg_pool", dict(k=2), (256, 28, 28))],
-    "max_pool": [("max_pool", dict(k=3, stride=2, padding=1), (64, 112, 112)),
-                 ("max_pool", dict(k=2), (128, 28, 28)), ("max_pool", dict(k=3, stride=2, padding=1), (24, 56, 56))],
+                    ("hard_swish", {}, (96, 28, 28)), ("bn", {}, (960, 7, 7)), ("bn", {}, (96, 112, 112)),
+                    ("mul", {}, ((240, 28, 28), (240, 1, 1))), ("relu", {}, (512, 2, 2)),
+                    ("add", {}, ((2048, 2, 2),) * 2), ("relu6", {}, (144, 56, 56))],
+    "smooth_act": [("silu", {}, (96, 112, 112)), ("silu", {}, (240, 28, 28)), ("silu", {}, (1152, 7, 7)),
+                   ("gelu", {}, (1536, 197, 1)), ("gelu", {}, (160, 56, 56)), ("sigmoid", {}, (480, 14, 14)),
+                   ("sigmoid", {}, (480, 1, 1)), ("gelu", {}, (3072, 2, 2))],
+    "norm": [("layer_norm", {}, (384, 197, 1)), ("layer_norm", {}, (40, 56, 56)), ("layer_norm", {}, (768, 4, 4)),
+             ("grn", {}, (160, 56, 56)), ("grn", {}, (640, 14, 14)), ("softmax", {}, (6, 197, 197)),
+             ("softmax", {}, (4, 64, 64)), ("group_norm", dict(groups=1), (64, 56, 56))],
+    "pool": [("global_pool", {}, (1280, 7, 7)), ("global_pool", {}, (480, 14, 14)),
+             ("global_pool", {}, (2048, 2, 2)), ("global_pool", {}, (64, 56, 56))],
+    "window_pool": [("max_pool", dict(k=3, stride=2, padding=1), (64, 112, 112)),
+                    ("max_pool", dict(k=2), (128, 28, 28)), ("max_pool", dict(k=3, stride=2, padding=1), (24, 56, 56)),
+                    ("max_pool", dict(k=3, stride=1, padding=1), (256, 14, 14)),
+                    ("avg_pool", dict(k=2), (256, 28, 28)),
+                    ("avg_pool", dict(k=3, stride=1, padding=1), (128, 28, 28))],
     "data": [("cat", {}, ((64, 28, 28),) * 2), ("channel_shuffle", dict(groups=2), (116, 28, 28)),
-             ("cat", {}, ((128, 14, 14),) * 4)],
+             ("cat", {}, ((128, 14, 14),) * 4), ("cat", {}, ((32, 56, 56),) * 2),
+             ("channel_shuffle", dict(groups=2), (464, 7, 7))],
 }
 assert set(KERNELS) == set(OP_CLASSES)
 
@@ -61,27 +114,38 @@ class Calibration:
     device: str
     threads: int
     dtype: str
-    batch: int
     peak_macs: float
     mem_bw: float
     overhead: dict[str, float]  # seconds per layer, per op class
-    efficiency: dict[str, float]
+    efficiency: dict[str, float]  # share of peak_macs, per op class
     seconds: float  # how long calibrating took
-    detail: list[dict] = field(default_factory=list)  # per kernel: class, layer, predicted, measured
+    detail: list[dict] = field(default_factory=list)  # per kernel: class, layer, batch, predicted, measured
+    mem_efficiency: dict[str, float] = field(default_factory=dict)  # share of mem_bw, per op class
+    clock: str = "wall"
+    steady_heap: bool = False
+    half_pixels: dict[str, float] = field(default_factory=dict)  # per op class: output pixels at half speed
+    bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s
 
     def yaml(self) -> str:
-        effs = ", ".join(f"{k}: {v:.4g}" for k, v in self.efficiency.items())
-        overs = ", ".join(f"{k}: {v:.4g}" for k, v in self.overhead.items())
+        def flow(d: dict) -> str:
+            return "{" + ", ".join(f"{k}: {v:.4g}" for k, v in d.items()) + "}"
         note = (f"archc calibrate: {platform.machine()} {self.device}, {self.threads} thread(s), {self.dtype}, "
-                f"batch {self.batch}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+                f"batch {'/'.join(map(str, BATCHES))}, {self.clock} clock"
+                + (", steady heap" if self.steady_heap else "") + f", torch {torch.__version__}, "
+                f"{time.strftime('%Y-%m-%d')}")
         return (f"# Measured by `archc calibrate` on this machine ({platform.node()}, {platform.processor() or platform.machine()}).\n"
-                f"# Choose it with `hardware={self.name}`. time of a layer = max(MACs / (peak_macs * e),\n"
-                f"# bytes / (mem_bw * e)) + overhead, e = efficiency of the layer's op class (1 if absent).\n"
+                f"# Choose it with `hardware={self.name}`. Time of a layer (archdsl/backends/latency.py):\n"
+                f"# max(MACs / (peak_macs * e) * (1 + (p / output pixels)^2), bytes / (bw(bytes) * m)) + overhead,\n"
+                f"# bw from bw_curve; e (efficiency), m (mem_efficiency), p (half_pixels) and overhead of the\n"
+                f"# layer's op class.\n"
                 f"{self.name}:\n"
                 f"  peak_macs: {self.peak_macs:.4g}     # MAC/s, best dense GEMM / conv\n"
                 f"  mem_bw: {self.mem_bw:.4g}        # bytes/s, streaming copy\n"
-                f"  overhead: {{{overs}}}  # seconds per layer\n"
-                f"  efficiency: {{{effs}}}\n"
+                f"  overhead: {flow(self.overhead)}  # seconds per layer\n"
+                f"  efficiency: {flow(self.efficiency)}\n"
+                f"  mem_efficiency: {flow(self.mem_efficiency)}\n"
+                f"  half_pixels: {flow(self.half_pixels)}\n"
+                f"  bw_curve: {flow(self.bw_curve)}  # bytes moved: bytes/s\n"
                 f"  note: \"{note}\"\n")
 
 
@@ -104,12 +168,39 @@ def _module(node: ir.Op, device: str, dtype: torch.dtype) -> nn.Module:
 COLD_BYTES = 64 * 2 ** 20  # more than a CPU's last-level cache
 
 
-def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time: float, cold: bool = True) -> float:
-    """Median seconds of one call. In a network a layer reads what the layer
-    before it wrote and weights no other layer read, so on a CPU (`cold`)
-    each call takes the next of several copies of the layer and its input,
-    together larger than the caches: a layer repeated on the same data would
-    find it all in cache."""
+# Layers that run, in turn, before each timed call of a kernel: in a network a
+# layer follows other layers, whose code and data leave the caches, branch
+# predictors and oneDNN's state other than a loop over one layer would (on a
+# 2-core EPYC VM, a small layer took 1.5-3x longer in a network than in such
+# a loop); timed this way it takes what it takes there.
+CONTEXT: list[tuple[str, dict, tuple]] = [
+    ("conv", dict(out=32, k=3), (32, 28, 28)), ("bn", {}, (96, 56, 56)),
+    ("conv", dict(out=144, k=3, groups=144), (144, 28, 28)), ("conv", dict(out=64, k=1), (128, 28, 28)),
+    ("relu6", {}, (96, 56, 56)), ("silu", {}, (240, 28, 28)),
+    ("max_pool", dict(k=3, stride=2, padding=1), (32, 56, 56)), ("add", {}, ((64, 56, 56),) * 2)]
+
+
+def _context(device: str, dtype: torch.dtype):
+    """before(i) for timing.measure: the i-th context layer (CONTEXT, in turn) runs."""
+    made = []
+    for kind, attrs, shape in CONTEXT:
+        node = _op(kind, attrs, shape)
+        made.append((_module(node, device, dtype), _inputs(node, 1, device, dtype)))
+
+    def before(i: int) -> None:
+        m, x = made[i % len(made)]
+        m(x)
+    return before
+
+
+def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time: float, cold: bool = False,
+             clock: str = "wall", before=None) -> float:
+    """Median seconds of one call, each after `before(i)` (the context:
+    _context) when given. `cold` (a CPU): each call takes the next of
+    several copies of the layer and its input, together larger than the
+    caches, so that nothing is found in cache; by default the layer runs on
+    one input, as in a network, where a layer reads what the layer before it
+    has just written."""
     n = 1
     if cold and device == "cpu":
         per = sum(ir.numel(s) for s in ir.shapes(node.in_shape)) * batch + sum(
@@ -123,70 +214,70 @@ def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time:
         turn[0] += 1
         m(x)
     with torch.no_grad():
-        return measure(call, device, warmup=max(3, n), runs=max(5, n), min_time=min_time).median
+        return measure(call, device, warmup=max(3, n), runs=max(9, n), min_time=min_time, clock=clock,
+                       before=before).median
 
 
-def _peak(device: str, dtype: torch.dtype, min_time: float) -> float:
+def _peak(device: str, dtype: torch.dtype, min_time: float, clock: str) -> float:
     """The best MAC/s of a few dense GEMMs and convs."""
     rates = []
     for n in (256, 512, 1024):
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         with torch.no_grad():
-            t = measure(lambda: a @ b, device, warmup=2, runs=3, min_time=min_time).median
+            t = measure(lambda: a @ b, device, warmup=2, runs=3, min_time=min_time, clock=clock).median
         rates.append(n ** 3 / t)
-    for kind, attrs, shape in KERNELS["conv"][:3]:
+    for kind, attrs, shape in KERNELS["conv"][2:6]:
         node = _op(kind, attrs, shape)
         macs = REGISTRY[kind].cost(node.attrs, node.in_shape, node.out_shape).macs
-        rates.append(macs / _time_op(node, 1, device, dtype, min_time, cold=False))  # the best it can do
+        rates.append(macs / _time_op(node, 1, device, dtype, min_time, clock=clock))
     return max(rates)
 
 
-def _bandwidth(device: str, dtype: torch.dtype, min_time: float) -> float:
+def _bandwidth(device: str, dtype: torch.dtype, min_time: float, clock: str) -> float:
     """Streaming copy: bytes read + written per second, on tensors far larger than the caches."""
     n = 32 * 2 ** 20
     src = torch.randn(n, device=device, dtype=dtype)
     dst = torch.empty_like(src)
-    t = measure(lambda: dst.copy_(src), device, warmup=2, runs=5, min_time=min_time).median
+    t = measure(lambda: dst.copy_(src), device, warmup=2, runs=5, min_time=min_time, clock=clock).median
     return 2 * n * src.element_size() / t
 
 
-# Per op class, a tiny layer of it: a chain of them costs its overhead per layer.
+def _bw_curve(device: str, dtype: torch.dtype, min_time: float, clock: str) -> dict[int, float]:
+    """Copy bandwidth by bytes moved (read + written), 256 KB to 128 MB: the
+    same buffers each call, as a network's next layer finds its input where
+    the last one wrote it (in cache when small enough)."""
+    out = {}
+    item = torch.finfo(dtype).bits // 8
+    for k in range(18, 28):
+        n = 2 ** k // 2 // item
+        src = torch.randn(n, device=device, dtype=dtype)
+        dst = torch.empty_like(src)
+        t = measure(lambda: dst.copy_(src), device, warmup=3, runs=10, min_time=min_time / 2, clock=clock).median
+        out[2 ** k] = 2 ** k / t
+    return out
+
+
+# Per op class, a tiny layer of it: what it takes is nearly all overhead.
 TINY: dict[str, tuple[str, dict, tuple]] = {
     "conv": ("conv", dict(out=8, k=3), (8, 4, 4)), "conv1x1": ("conv", dict(out=8, k=1), (8, 4, 4)),
     "depthwise": ("conv", dict(out=8, k=3, groups=8), (8, 4, 4)),
-    "grouped": ("conv", dict(out=8, k=3, groups=2), (8, 4, 4)), "gemm": ("linear", dict(out=8), (8, 1, 1)),
-    "elementwise": ("bn", {}, (8, 4, 4)), "pool": ("global_pool", {}, (8, 4, 4)),
-    "max_pool": ("max_pool", dict(k=3, stride=1, padding=1), (8, 4, 4)), "data": ("cat", {}, ((8, 4, 4),) * 2),
+    "grouped": ("conv", dict(out=8, k=3, groups=2), (8, 4, 4)), "ws_conv": ("ws_conv", dict(out=8, k=3), (8, 4, 4)),
+    "gemm": ("linear", dict(out=8), (8, 1, 1)), "elementwise": ("bn", {}, (8, 4, 4)),
+    "smooth_act": ("silu", {}, (8, 4, 4)), "norm": ("layer_norm", {}, (8, 4, 4)),
+    "pool": ("global_pool", {}, (8, 4, 4)), "window_pool": ("max_pool", dict(k=3, stride=1, padding=1), (8, 4, 4)),
+    "data": ("cat", {}, ((8, 4, 4),) * 2),
 }
 assert set(TINY) == set(OP_CLASSES)
 
 
-def _overheads(device: str, dtype: torch.dtype, min_time: float) -> dict[str, float]:
-    """Seconds per layer of a chain of 50 tiny layers of each op class (module
-    call, dispatch, kernel launch: what a layer costs whatever its size)."""
-    n = 50
+def _overheads(device: str, dtype: torch.dtype, min_time: float, clock: str, before) -> dict[str, float]:
+    """Seconds of one tiny layer of each op class, called as a network calls
+    its layers (a module call after other layers: `before`): what a layer
+    costs whatever its size (module call, dispatch, kernel launch)."""
     out = {}
     for cls, (kind, attrs, shape) in TINY.items():
-        node = _op(kind, attrs, shape)
-        mods = [_module(node, device, dtype) for _ in range(n)]
-        x = _inputs(node, 1, device, dtype)
-        if REGISTRY[kind].joins:
-            def chain(x=x, mods=mods):
-                for m in mods:
-                    m(x)
-        elif kind == "linear" or kind == "global_pool":  # their output is the next one's input shape
-            def chain(x=x, mods=mods):
-                for m in mods:
-                    m(x)
-        else:
-            seq = nn.Sequential(*mods)
-
-            def chain(x=x, seq=seq):
-                seq(x)
-        with torch.no_grad():
-            # the 10th percentile: a fixed cost, without the stalls of a shared machine
-            out[cls] = measure(chain, device, warmup=2, runs=10, min_time=min_time).p10 / n
+        out[cls] = _time_op(_op(kind, attrs, shape), 1, device, dtype, min_time, False, clock, before)
     return out
 
 
@@ -195,34 +286,108 @@ def predicted(layer: Layer, peak: float, bw: float, batch: int = 1) -> float:
     return max(batch * layer.macs / peak, (layer.weight_bytes + batch * layer.act_bytes) / bw)
 
 
-def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: str = "fp32", batch: int = 1,
-              min_time: float = 0.15, log=None, cold: bool = True) -> Calibration:
-    """Measure this machine (see the module docstring); `cold`: see _time_op."""
+def fit(points: list[tuple[float, float, int, float]], peak: float, bw
+        ) -> tuple[float, float, float, float]:
+    """(e, m, p, overhead) of one op class: what makes latency.seconds closest
+    to the measured seconds over `points` (MACs, bytes, output pixels per
+    image, seconds), given bw(bytes moved) -> bytes/s, in squared log error:
+    from each of a few starting p, a grid over log e and log m, then pattern
+    steps over all four. A weak pull of log e and log m towards 0 settles
+    what the points leave free (e of a class whose kernels have no MACs)."""
+    pts = [(c / peak, b / bw(b), px, t) for c, b, px, t in points if t > 0]
+    least = min(t for *_, t in pts)
+
+    def loss(le: float, lm: float, lp: float, o: float) -> float:
+        e, m, p = math.exp(le), math.exp(lm), math.exp(lp) - 1
+        err = sum(math.log((max(c / e * latency.small_map(p, px), b / m) + o) / t) ** 2 for c, b, px, t in pts)
+        return err + 1e-3 * (le * le + lm * lm)
+
+    grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
+    found = []
+    for p in (0, 4, 32, 256):  # each start: a grid over log e, log m, then a pattern search
+        lp, o = math.log1p(p), least * 0.25
+        best = min((loss(le, lm, lp, o), le, lm, lp, o) for le in grid for lm in grid)
+        _, *x = best
+        step = [0.25, 0.25, 0.5, least * 0.05]
+        for _ in range(80):  # halve the steps when no move helps
+            moved = False
+            for i in range(4):
+                for sign in (1, -1):
+                    cand = list(x)
+                    cand[i] += sign * step[i]
+                    if cand[2] < 0 or cand[3] < 0:
+                        continue
+                    val = loss(*cand)
+                    if val < best[0]:
+                        best, x, moved = (val, *cand), cand, True
+            if not moved:
+                step = [s / 2 for s in step]
+                if step[0] < 1e-3:
+                    break
+        found.append(best)
+    _, *x = min(found)
+    le, lm, lp, o = x
+    return math.exp(le), math.exp(lm), math.exp(lp) - 1, o
+
+
+def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: str = "fp32",
+              min_time: float = 0.1, log=None, cold: bool = False, clock: str | None = None,
+              context: bool = True, steady: bool = True, kernels: dict | None = None) -> Calibration:
+    """Measure this machine (see the module docstring); `cold`: see _time_op;
+    `clock`: timing.CLOCKS (default: thread with one CPU thread, else wall);
+    `context`: time each kernel after other layers (CONTEXT), as in a network;
+    `steady`: make this process's heap steady first (timing.steady_heap);
+    `kernels`: per op class, the layers to time (default KERNELS)."""
     start = time.perf_counter()
     if threads and device == "cpu":
         torch.set_num_threads(threads)
+    nthreads = threads or torch.get_num_threads()
+    clock = clock or ("thread" if device == "cpu" and nthreads == 1 else "wall")
+    check_clock(clock, device, nthreads)
+    if steady and device == "cpu":
+        steady_heap()
     tdtype = TORCH_DTYPES[dtype]
     say = log or (lambda s: None)
     torch.manual_seed(0)
-    peak = _peak(device, tdtype, min_time)
+    peak = _peak(device, tdtype, min_time, clock)
     say(f"peak: {peak / 1e9:.1f} GMAC/s")
-    bw = _bandwidth(device, tdtype, min_time)
-    say(f"bandwidth: {bw / 1e9:.1f} GB/s")
-    overhead = _overheads(device, tdtype, min_time)
-    say("overhead per layer: " + ", ".join(f"{k} {v * 1e6:.1f} µs" for k, v in overhead.items()))
+    bw = _bandwidth(device, tdtype, min_time, clock)
+    curve = _bw_curve(device, tdtype, min_time, clock)
+    say(f"bandwidth: {bw / 1e9:.1f} GB/s streaming; " + ", ".join(
+        f"{k / 2 ** 20:g} MB {v / 1e9:.0f}" for k, v in curve.items()) + " GB/s moving fewer bytes")
+    at = tuple(sorted(curve.items()))
+
+    def bw_of(moved: float) -> float:
+        return latency.bandwidth_at(moved, at, bw)
+    before = _context(device, tdtype) if context else None
+    tiny = _overheads(device, tdtype, min_time, clock, before)
     nbytes = DTYPE_BYTES[dtype]
-    efficiency, detail = {}, []
-    for cls, kernels in KERNELS.items():
-        ratios = []
-        for kind, attrs, shape in kernels:
+    efficiency, mem_efficiency, half_pixels, overhead, detail = {}, {}, {}, {}, []
+    for cls, layers in (kernels or KERNELS).items():
+        kind, attrs, shape = TINY[cls]
+        node = _op(kind, attrs, shape)
+        layer = Layer(*_layer(kind, node, nbytes))
+        points = [(layer.macs, layer.bytes, pixels(node.out_shape), tiny[cls])]  # a tiny layer: overhead, nearly all
+        rows = []
+        for kind, attrs, shape in layers:
             node = _op(kind, attrs, shape)
             layer = Layer(*_layer(kind, node, nbytes))
-            t = _time_op(node, batch, device, tdtype, min_time, cold)
-            t0 = predicted(layer, peak, bw, batch)
-            ratios.append(t0 / max(t - overhead[cls], 0.05 * t))
-            detail.append(dict(op_class=cls, kind=kind, in_shape=ir.fmt_shape(node.in_shape), macs=layer.macs,
-                               bytes=layer.bytes, roofline_s=t0, measured_s=t))
-        efficiency[cls] = statistics.median(ratios)
-        say(f"{cls}: efficiency {efficiency[cls]:.3g}")
-    return Calibration(name, device, threads or torch.get_num_threads(), dtype, batch, peak, bw, overhead,
-                       efficiency, time.perf_counter() - start, detail)
+            for b in BATCHES:
+                t = _time_op(node, b, device, tdtype, min_time, cold, clock, before)
+                macs, moved = layer.macs * b, layer.weight_bytes + layer.act_bytes * b
+                points.append((macs, moved, pixels(node.out_shape), t))
+                rows.append(dict(op_class=cls, kind=kind, in_shape=ir.fmt_shape(node.in_shape), batch=b, macs=macs,
+                                 bytes=moved, pixels=pixels(node.out_shape), roofline_s=predicted(layer, peak, bw, b),
+                                 measured_s=t))
+        e, m, p, o = fit(points, peak, bw_of)
+        efficiency[cls], mem_efficiency[cls], half_pixels[cls], overhead[cls] = e, m, p, o
+        fitted = latency.machine(peak, bw, {cls: e}, {cls: m}, {cls: o}, {cls: p}, at)
+        for r in rows:
+            r["fitted_s"] = latency.seconds(r["macs"], r["bytes"], cls, (1, r["pixels"]), fitted)
+        detail += rows
+        err = statistics.median(abs(r["fitted_s"] / r["measured_s"] - 1) for r in rows)
+        say(f"{cls}: efficiency {e:.3g}, memory {m:.3g}, half speed at {p:.3g} pixels, overhead {o * 1e6:.1f} µs "
+            f"(median error over its {len(rows)} kernels: {err:.0%})")
+    return Calibration(name, device, nthreads, dtype, peak, bw, overhead, efficiency,
+                       time.perf_counter() - start, detail, mem_efficiency, clock, heap_is_steady(), half_pixels,
+                       curve)

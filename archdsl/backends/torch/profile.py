@@ -1,7 +1,10 @@
 """`archc profile`: a built module's measured forward latency, in total and
 per layer, beside the cost report's predicted (roofline) time.
 
-The total is the median of timed forward passes after a warm-up. Per layer,
+The total is the median of timed forward passes after a warm-up; with one
+CPU thread on the thread's CPU clock, as `archc calibrate` measures, and the
+heap steady when the caller made it so (`archc profile` does; timing.py
+says why). Per layer,
 torch.profiler records one range per IR layer, named as the report names it
 (the module names follow the IR's layer paths): an op's range is its module's
 forward; a join (a residual's add, a concat, a gate's multiply) is its
@@ -23,7 +26,7 @@ import os
 import torch
 
 from archdsl.backends.cost import Hardware, Report
-from archdsl.backends.torch.timing import Timing, measure, synchronize
+from archdsl.backends.torch.timing import Timing, heap_is_steady, measure, synchronize
 from archdsl.compiler import ir
 
 _JOIN = {ir.Residual: "add", ir.Split: "concat", ir.Gate: "mul"}
@@ -53,6 +56,8 @@ class Profile:
     total: Timing
     predicted_s: float
     layers: list[LayerTime] = field(default_factory=list)
+    clock: str = "wall"
+    steady_heap: bool = False
 
     def by_class(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -88,7 +93,8 @@ class Profile:
         macs = sum(l.macs for l in self.layers) or 1
         lines = [f"# {self.name}: measured forward latency" + (" (deployed graph)" if self.deployed else ""), "",
                  f"{self.device}, batch {self.batch}, {self.threads} thread(s), {self.dtype}"
-                 + (", channels-last" if self.channels_last else "") + f": median {t.median * 1e3:.3f} ms "
+                 + (", channels-last" if self.channels_last else "") + f", {self.clock} clock"
+                 + (", steady heap" if self.steady_heap else "") + f": median {t.median * 1e3:.3f} ms "
                  f"(p10 {t.p10 * 1e3:.3f}, p90 {t.p90 * 1e3:.3f}; {t.runs} runs). Predicted by the roofline "
                  f"at `{self.hardware.name}`: {self.predicted_s * 1e3:.3f} ms ({self.predicted_s / t.median - 1:+.1%}). "
                  f"Per-layer times (profiled) sum to {measured_sum * 1e3:.3f} ms.", "",
@@ -201,8 +207,9 @@ def profile(net: torch.nn.Module, spec: ir.Node, report: Report, hardware: Hardw
     """Measure `net` (built from `spec`) and set its times beside `report`'s predictions."""
     net = net.to(device=device, dtype=dtype).eval()
     x = torch.randn((batch,) + tuple(spec.in_shape), device=device, dtype=dtype)
+    clock = "thread" if device == "cpu" and torch.get_num_threads() == 1 else "wall"
     with torch.no_grad():
-        total = measure(lambda: net(x), device, warmup=warmup, runs=runs)
+        total = measure(lambda: net(x), device, warmup=warmup, runs=runs, clock=clock)
     measured = _per_layer(net, spec, x, layer_runs) if device == "cpu" else _per_layer_synced(net, spec, x,
                                                                                              layer_runs)
     layers = [LayerTime(l.name, l.kind, l.op_class, l.macs * batch, l.weight_bytes + l.act_bytes * batch,
@@ -210,7 +217,8 @@ def profile(net: torch.nn.Module, spec: ir.Node, report: Report, hardware: Hardw
     predicted = sum(l.predicted_s for l in layers)
     names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
     return Profile(report.name, device, batch, torch.get_num_threads(), names.get(dtype, str(dtype)),
-                   getattr(net, "channels_last", False), report.deployed, hardware, total, predicted, layers)
+                   getattr(net, "channels_last", False), report.deployed, hardware, total, predicted, layers,
+                   clock, heap_is_steady())
 
 
 def _per_layer_synced(net, spec, x, runs: int) -> dict[str, float]:

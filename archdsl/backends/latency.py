@@ -1,0 +1,71 @@
+"""The calibrated roofline: the seconds of one layer on a machine that
+`archc calibrate` measured (cost.Hardware with efficiencies; the cost report's
+Layer.time and Part.times call it, so a report and a sweep agree).
+
+    time = max(MACs / (peak · e) · (1 + (p / pixels)²), bytes / (bw(bytes) · m)) + overhead
+
+bw(bytes): the machine's copy bandwidth when `bytes` are moved, read from its
+measured curve (caches hold a small layer's tensors: a few MB move several
+times faster than a stream from memory), or mem_bw without one. e, m, p and
+overhead are those of the layer's op class (cost.OP_CLASSES): e the share of
+peak MAC/s its kernels reach; m the share of bw; p the output pixels per
+image (H·W; tokens) at which its kernels compute at half their speed on
+large maps: small maps run far below peak on CPUs, and squared as measured
+(oneDNN's 1x1 convs, one thread of an EPYC: 3.3 GMAC/s on 2x2 maps, 20 on
+4x4, 31 on 7x7, 40 on large ones, at batch 1 and 8 alike; a 1x1 map, as
+in squeeze-excite, is a matrix product: 9 GMAC/s); overhead the seconds a
+layer costs whatever its size (module call, dispatch, launch).
+"""
+from __future__ import annotations
+
+import math
+
+
+def pixels(shape) -> int:
+    """Output positions per image and channel: H·W of (C, H, W), the rest of other layouts."""
+    s = shape if type(shape[0]) is int else shape[0]
+    n = 1
+    for d in s[1:]:
+        n *= d
+    return max(n, 1)
+
+
+def small_map(p: float, px: int) -> float:
+    """How many times longer a kernel computes on `px` output pixels than on a
+    large map, p its class's half-speed pixels; a 1x1 map runs as a matrix
+    product (oneDNN's inner product), at its own speed."""
+    return 1 + (p / px) ** 2 if px > 1 else 1.0
+
+
+def bandwidth_at(moved: float, curve: tuple, default: float) -> float:
+    """Bytes/s when `moved` bytes are moved: `curve` ((bytes, bytes/s), ...
+    by size) interpolated in log(bytes), its ends held beyond it."""
+    if not curve:
+        return default
+    if moved <= curve[0][0]:
+        return curve[0][1]
+    for (s0, b0), (s1, b1) in zip(curve, curve[1:]):
+        if moved <= s1:
+            return b0 + (b1 - b0) * math.log(moved / s0) / math.log(s1 / s0)
+    return curve[-1][1]
+
+
+def machine(peak: float, bw: float, efficiency: dict, mem_efficiency: dict, overhead: dict,
+            half_pixels: dict, bw_curve=()) -> tuple:
+    """What seconds() takes (absent classes: e = 1, m = e, p = 0, overhead 0)."""
+    return peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve))
+
+
+def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple) -> float:
+    """One layer's seconds (`macs` and `moved`: the batch's; see the module
+    docstring); a layer that does nothing (identity: no MACs, no bytes) runs
+    no kernel and costs nothing."""
+    if not macs and not moved:
+        return 0.0
+    peak, bw, eff, mem, over, half, curve = m
+    e = eff.get(op_class, 1.0)
+    compute = macs / (peak * e)
+    p = half.get(op_class)
+    if p:
+        compute *= small_map(p, pixels(out_shape))
+    return max(compute, moved / (bandwidth_at(moved, curve, bw) * mem.get(op_class, e))) + over.get(op_class, 0.0)
