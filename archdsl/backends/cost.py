@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar, Iterator
 
+from archdsl.backends import latency
 from archdsl.backends.units import fmt_seconds
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY
@@ -53,12 +54,17 @@ class Hardware:
     peak_macs: float  # MAC/s
     mem_bw: float  # bytes/s
     note: str = ""
-    # A calibrated machine (`archc calibrate`): the share of the roofline each
-    # op class's kernels reach (OP_CLASSES; 1 when absent), and the seconds a
-    # layer costs whatever its size (module call, dispatch, launch): one
-    # figure, or one per op class (0 when absent).
+    # A calibrated machine (`archc calibrate`; archdsl.backends.latency): per
+    # op class (OP_CLASSES), the share of peak_macs its kernels reach (1 when
+    # absent), of the bandwidth (its efficiency when absent), the output pixels
+    # at which they compute at half speed (0 when absent), and the seconds a layer
+    # costs whatever its size (module call, dispatch, launch): one figure,
+    # or one per op class (0 when absent).
     efficiency: dict[str, float] = field(default_factory=dict)
     overhead: float | dict[str, float] = 0.0
+    mem_efficiency: dict[str, float] = field(default_factory=dict)
+    half_pixels: dict[str, float] = field(default_factory=dict)
+    bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s (caches), measured
 
     @property
     def ridge_point(self) -> float:
@@ -73,37 +79,56 @@ class Hardware:
 
     @property
     def machine(self) -> tuple:
-        """What Part.times takes: (peak, bw), or (peak, bw, efficiencies, overheads) when calibrated."""
+        """What Part.times takes: (peak, bw), or when calibrated (peak, bw), per
+        class efficiencies, overheads, memory efficiencies, half-speed pixels,
+        and the bandwidth curve."""
         if not self.calibrated:
             return (self.peak_macs, self.mem_bw)
         return (self.peak_macs, self.mem_bw, tuple(sorted(self.efficiency.items())),
-                tuple((c, self.overhead_of(c)) for c in OP_CLASSES))
+                tuple((c, self.overhead_of(c)) for c in OP_CLASSES), tuple(sorted(self.mem_efficiency.items())),
+                tuple(sorted(self.half_pixels.items())), tuple(sorted(self.bw_curve.items())))
+
+    @cached_property
+    def calibrated_machine(self) -> tuple:
+        """latency.seconds's figures of this machine."""
+        return latency.machine(self.peak_macs, self.mem_bw, self.efficiency, self.mem_efficiency,
+                               {c: self.overhead_of(c) for c in OP_CLASSES}, self.half_pixels, self.bw_curve.items())
 
 
 # Op classes of the calibrated roofline: kernels of one class reach a similar
-# share of the machine's peak (archc calibrate measures one kernel of each).
-OP_CLASSES = ("conv", "conv1x1", "depthwise", "grouped", "gemm", "elementwise", "pool", "max_pool", "data")
+# share of the machine's peak (archc calibrate measures typical layers of each).
+OP_CLASSES = ("conv", "conv1x1", "depthwise", "grouped", "ws_conv", "gemm", "elementwise", "smooth_act", "norm",
+              "pool", "window_pool", "data")
 _GEMM = {"linear", "matmul", "mhsa", "mqa"}
-_POOL = {"avg_pool", "global_pool", "mean_tokens"}
+_POOL = {"global_pool", "mean_tokens"}
+# activations computed with exp, erf or tanh: several times the work per element of relu's
+_SMOOTH = {"gelu", "gelu_tanh", "silu", "swish", "mish", "sigmoid", "tanh", "softplus", "elu", "celu", "selu"}
+_NORM = {"layer_norm", "group_norm", "grn", "softmax"}  # statistics over a dimension, then a second pass
 _DATA = {"cat", "concat", "chunk", "channel_shuffle", "pad", "shift", "reshape", "transpose", "tokens",
          "unflatten", "class_token", "take_token", "slice_channels", "upsample"}
 
 
 def op_class(kind: str, attrs=None, in_shape=None) -> str:
     """The calibrated roofline's class of a layer (see OP_CLASSES)."""
-    if kind in ("conv", "ws_conv"):
+    if kind == "ws_conv":  # standardizes its weights at every call: a kernel of its own
+        return "ws_conv"
+    if kind == "conv":
         k = attrs.k if isinstance(attrs.k, tuple) else (attrs.k, attrs.k)
         if attrs.groups == 1:
             return "conv1x1" if k == (1, 1) else "conv"
         return "depthwise" if attrs.groups == in_shape[0] else "grouped"
     if kind in _GEMM:
         return "gemm"
-    if kind == "max_pool":  # windows of max: a kernel of its own, far from the roofline on CPUs
-        return "max_pool"
+    if kind in ("max_pool", "avg_pool"):  # windows: kernels of their own, far from the roofline on CPUs
+        return "window_pool"
     if kind in _POOL:
         return "pool"
     if kind in _DATA:
         return "data"
+    if kind in _NORM:
+        return "norm"
+    if kind in _SMOOTH or (kind == "act" and attrs.fn in _SMOOTH):
+        return "smooth_act"
     return "elementwise"
 
 
@@ -130,10 +155,7 @@ class Layer:
         macs, moved = self.macs * batch, self.weight_bytes + self.act_bytes * batch
         if not hw.calibrated:
             return max(macs / hw.peak_macs, moved / hw.mem_bw)
-        if not macs and not moved:  # a layer that does nothing (identity): no kernel
-            return 0.0
-        e = hw.efficiency.get(self.op_class, 1.0)
-        return max(macs / (hw.peak_macs * e), moved / (hw.mem_bw * e)) + hw.overhead_of(self.op_class)
+        return latency.seconds(macs, moved, self.op_class, self.out_shape, hw.calibrated_machine)
 
 
 @dataclass
@@ -227,24 +249,17 @@ class Part:
         return t
 
     def _calibrated_times(self, machines: tuple) -> list[float]:
-        """Part.times with calibrated machines: time = max(MACs / (peak · e),
-        bytes / (bw · e)) + overhead per layer that does work, e the
-        efficiency of the layer's op class."""
+        """Part.times with calibrated machines: latency.seconds per layer."""
         t = [0.0] * len(machines)
-        full = [m if len(m) == 4 else (m[0], m[1], (), ()) for m in machines]
-        effs = [dict(m[2]) for m in full]
-        overs = [dict(m[3]) for m in full]
+        full = [latency.machine(m[0], m[1], dict(m[2]), dict(m[4]), dict(m[3]), dict(m[5]), m[6]) if len(m) > 2
+                else latency.machine(m[0], m[1], {}, {}, {}, {}) for m in machines]
         for it in self.items:
             if len(it) == 2:
                 for i, s in enumerate(it[1].times(machines)):
                     t[i] += s
                 continue
-            macs, moved, cls = it[5], it[7] + it[8], it[10]
-            if not macs and not moved:
-                continue
-            for i, (peak, bw, _, _) in enumerate(full):
-                e = effs[i].get(cls, 1.0)
-                t[i] += max(macs / (peak * e), moved / (bw * e)) + overs[i].get(cls, 0.0)
+            for i, m in enumerate(full):
+                t[i] += latency.seconds(it[5], it[7] + it[8], it[10], it[3], m)
         self._times[machines] = t
         return t
 
@@ -408,11 +423,20 @@ def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: i
             "data" if kind == "concat" else "elementwise")
 
 
+def _op_row(node: ir.Op, nbytes: int) -> tuple:
+    """An op's cost row less its name, kept on the node (equal ops on equal inputs are one node)."""
+    kept = node.costed  # (bytes per element, attrs, input shape, row): checked, as copies keep it
+    if kept is None or kept[0] != nbytes or kept[1] is not node.attrs or kept[2] is not node.in_shape:
+        kept = node.costed = (nbytes, node.attrs, node.in_shape, (
+            node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes) + (
+            op_class(REGISTRY[node.kind].canonical or node.kind, node.attrs, node.in_shape),))
+    return kept[3]
+
+
 def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
     """The cost row of one IR node (Layer's fields, as a tuple): an op, or the join of a structural node."""
     if type(node) is ir.Op:
-        return (name, node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes) + (
-            op_class(REGISTRY[node.kind].canonical or node.kind, node.attrs, node.in_shape),)
+        return (name,) + _op_row(node, nbytes)
     if isinstance(node, ir.Residual):
         # with the learnable gain on the body, if any: a scalar or one per channel
         gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
@@ -447,7 +471,14 @@ def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
     items: list = []
     blocks: dict[str, str] = {}
     for name, node in nodes:
-        if type(node) is ir.Seq:
+        t = type(node)
+        if t is ir.Op:  # most rows: _layer, inlined
+            kept = node.costed
+            if kept is not None and kept[0] == nbytes and kept[1] is node.attrs and kept[2] is node.in_shape:
+                items.append((name,) + kept[3])
+            else:
+                items.append((name,) + _op_row(node, nbytes))
+        elif t is ir.Seq:
             if node.is_block and node.children:
                 items.append((name, _block_part(node.children, nbytes, dtype)))
                 blocks[name] = node.name
