@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from archdsl.backends import memory
 from archdsl.backends.cost import Report, report
 from archdsl.backends.torch.contract import FeatureError
 from archdsl.backends.torch.lower import Network, build_module
@@ -172,8 +173,24 @@ def _check_memory(c: Compiled, device) -> None:
     where = str(device) if device is not None else "cpu"
     if where == "meta":
         return
-    layers = c.report().layers  # fp32 weights, and BN's running statistics (2 per channel, a step count)
-    nbytes = 4 * sum(x.params for x in layers) + sum(8 * x.in_shape[0] + 8 for x in layers if x.kind == "bn")
-    budget.check_module_memory(nbytes, where, budget.merged(budget.current(), c.config.limits), c.config.name)
+    limits = budget.merged(budget.current(), c.config.limits)
+    # The weights first, from the report (exact integers, nothing lowered): a network of
+    # 10**12 weights is refused before its layers are made even on the meta device.
+    budget.check_module_memory(4 * c.report().total.params, where, limits, c.config.name)
+    budget.check_module_memory(module_bytes(c), where, limits, c.config.name)
 
 
+def module_bytes(c: Compiled) -> int:
+    """Bytes of the module's parameters and buffers, as backends.memory counts them: 4 per
+    parameter (fp32; the report's count, which is the module's: the tests check it, and it
+    holds those of residual gains, which no layer makes), and every buffer the layers'
+    lowerings make (BN statistics, fixed position tables, index tables)."""
+    return 4 * c.report().total.params + _buffer_bytes(c.spec)
+
+
+def _buffer_bytes(spec: ir.Node) -> int:
+    """backends.memory.buffer_bytes at fp32; a layer too large for torch to describe is the limit's error."""
+    try:
+        return memory.buffer_bytes(spec)
+    except ValueError as e:
+        raise ConfigError(str(e), key="limits.module_bytes") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from archdsl.api import Compiled, compile_config
-from archdsl.backends import html
+from archdsl.backends import html, memory
 from archdsl.backends.cost import Report
 from archdsl.backends.render import render
 from archdsl.configs.schema import validate
@@ -27,7 +27,7 @@ def write_outputs(c: Compiled, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rep = c.report()
     _write(out / "report.json", rep.to_json())
-    _write(out / "report.md", rep.to_markdown())
+    _write(out / "report.md", report_markdown(c, rep))
     _write(out / "report.html", html.page(rep))
     _write(out / "layers.csv", rep.to_csv())
     _write(out / "network.txt", render(c.spec))
@@ -49,6 +49,12 @@ def write_outputs(c: Compiled, out: Path) -> dict:
 
 
 SPEC_FILE = "spec.arch"
+
+
+def report_markdown(c: Compiled, rep: Report) -> str:
+    """report.md: the cost report, then the memory section (inference peak,
+    training memory per batch size; archdsl.backends.memory)."""
+    return rep.to_markdown() + "\n" + memory.markdown(c.spec, rep.total.params, rep.dtype)
 
 
 def one_spec(files: list[str]) -> str:

@@ -60,3 +60,53 @@ def test_training_memory_and_fit():
     budget = sgd.fixed + 10 * (memory.saved_bytes(c.spec, batch=3) - memory.saved_bytes(c.spec, batch=2))
     b, m = memory.fit_batch(c.spec, params, budget)
     assert m.total <= budget < memory.training_memory(c.spec, params, batch=b + 1).total
+
+
+def _tables(md: str) -> list[list[list[str]]]:
+    """The markdown tables of `md` after its '## Memory' heading: rows of cells, header rows dropped."""
+    section = md.split("\n## Memory\n", 1)[1].split("\n## ", 1)[0]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            tables.append(rows[2:])
+            rows = []
+    return tables
+
+
+@pytest.mark.parametrize("preset", ["resnet18", "mobilevit_s"])
+def test_report_md_memory_section_matches_torch(preset, tmp_path, one_thread):
+    from archdsl.build import write_outputs
+
+    c = compile(preset, ["params.res=64"])
+    write_outputs(c, tmp_path)
+    (fixed,), per_batch = _tables((tmp_path / "report.md").read_text())
+    mb = lambda cell: float(cell.replace(",", "")) * 1e6  # noqa: E731
+    # What torch holds: parameters and buffers of the built module, the
+    # gradients of a training step, the optimizer state after its first step.
+    torch.manual_seed(0)
+    net = c.module()
+    weights = sum(p.numel() * p.element_size() for p in net.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in net.buffers())
+    net.train()
+    net(torch.randn((2,) + tuple(c.spec.in_shape))).sum().backward()
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in net.parameters())
+    state = {}
+    for name, opt in (("sgd", torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)),
+                      ("adamw", torch.optim.AdamW(net.parameters()))):
+        opt.step()
+        # the tensors shaped as their weight (AdamW's step counter is a scalar)
+        state[name] = sum(t.numel() * t.element_size() for p, s in opt.state.items() for t in s.values()
+                          if torch.is_tensor(t) and t.shape == p.shape)
+    assert len(fixed) == 5 and all(len(r) == 5 for r in per_batch)
+    for shown, want in zip(fixed, [weights, buffers, grads, state["sgd"], state["adamw"]]):
+        assert mb(shown) == pytest.approx(want, rel=5e-4)  # 4 significant digits
+    assert [int(r[0]) for r in per_batch] == [1, 32, 256]
+    for row in per_batch[:2]:  # batch 1 and 32
+        b = int(row[0])
+        saved = saved_bytes(net, c.spec, b)
+        want = [inference_peak(net, c.spec, b), saved, weights + buffers + grads + state["sgd"] + saved,
+                weights + buffers + grads + state["adamw"] + saved]
+        for shown, w in zip(row[1:], want):
+            assert mb(shown) == pytest.approx(w, rel=5e-4)

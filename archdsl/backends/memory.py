@@ -24,7 +24,7 @@ Convention (also written into every memory report):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -448,16 +448,28 @@ def saved_bytes(spec: ir.Node, dtype: str = "fp32", batch: int = 1) -> int:
 
 
 def buffer_bytes(spec: ir.Node, dtype: str = "fp32") -> int:
-    """Bytes of the module's buffers (BN running statistics, index tables): a
-    floating-point buffer at the dtype, an integer one as it is."""
+    """Bytes of the module's buffers (BN running statistics, fixed position
+    tables, index tables): a floating-point buffer at the dtype, an integer one
+    as it is. Each distinct layer is lowered once, on the meta device (nothing
+    is allocated), as archdsl.load's memory guard runs this for every module.
+    A layer whose tensors torch cannot even describe raises ValueError."""
     scale = DTYPE_BYTES[dtype] / 4
-    total = 0
+    uses: dict[tuple, int] = {}
+    first: dict[tuple, ir.Op] = {}
     for o in ir.ops(spec):
-        with torch.device("meta"):
-            m = REGISTRY[o.kind].lower(o.attrs, o.in_shape, o.out_shape, LowerContext(False))
-        total += sum(b.numel() * (b.element_size() * scale if b.is_floating_point() else b.element_size())
-                     for b in m.buffers())
-    return int(total)
+        key = (o.kind, o.attrs, o.in_shape, o.out_shape)
+        uses[key] = uses.get(key, 0) + 1
+        first.setdefault(key, o)
+    made = []
+    with torch.device("meta"):
+        for key, o in first.items():
+            try:
+                made.append((REGISTRY[o.kind].lower(o.attrs, o.in_shape, o.out_shape, LowerContext(False)), uses[key]))
+            except (RuntimeError, ValueError, OverflowError) as e:
+                raise ValueError(f"a {o.kind} layer on {o.in_shape} has tensors too large to make ({e})") from None
+    # Counted outside the meta context: there every tensor method goes through its hook.
+    return int(sum(n * sum(b.numel() * (b.element_size() * scale if b.is_floating_point() else b.element_size())
+                           for b in m.buffers()) for m, n in made))
 
 
 @dataclass
@@ -543,21 +555,29 @@ def parse_bytes(text: str) -> float:
 
 
 def _mb(b: float) -> str:
-    return f"{b / 1e6:,.1f}"
+    """MB to 4 significant digits: a BN's buffers (KBs) and a batch's saved tensors (GBs) alike."""
+    return f"{b / 1e6:,.4g}"
 
 
 def markdown(spec: ir.Node, params: int, dtype: str = "fp32", batches=(1, 32, 256)) -> str:
-    """The report's memory section: inference peak and training memory per batch."""
-    lines = ["## Memory", "", "| batch | inference peak (MB) | saved for backward (MB) | "
-             "weights + grads (MB) | SGD-momentum total (MB) | AdamW total (MB) |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    """The report's memory section: what training holds whatever the batch
+    (weights, buffers, gradients, each optimizer's state), then per batch the
+    inference peak, the tensors saved for backward and each optimizer's total."""
     buffers = buffer_bytes(spec, dtype)
+    rows = []
     for b in batches:
         sgd = training_memory(spec, params, dtype, b, "sgd", buffers)
-        adamw_state = OPTIMIZERS["adamw"] * sgd.weights
+        rows.append((b, sgd, replace(sgd, optimizer="adamw", optimizer_state=OPTIMIZERS["adamw"] * sgd.weights)))
+    _, sgd, adamw = rows[0]
+    lines = ["## Memory", "", f"At {dtype}, in MB (10^6 bytes). Training holds, whatever the batch:", "",
+             "| weights | buffers | gradients | SGD-momentum state | AdamW state |", "|---:|---:|---:|---:|---:|",
+             f"| {_mb(sgd.weights)} | {_mb(sgd.buffers)} | {_mb(sgd.grads)} | {_mb(sgd.optimizer_state)} | "
+             f"{_mb(adamw.optimizer_state)} |", "",
+             "| batch | inference peak | saved for backward | training, SGD-momentum | training, AdamW |",
+             "|---:|---:|---:|---:|---:|"]
+    for b, sgd, adamw in rows:
         lines.append(f"| {b} | {_mb(inference_peak(spec, dtype, b).bytes)} | {_mb(sgd.saved)} | "
-                     f"{_mb(sgd.weights + sgd.buffers + sgd.grads)} | {_mb(sgd.total)} | "
-                     f"{_mb(sgd.total - sgd.optimizer_state + adamw_state)} |")
+                     f"{_mb(sgd.total)} | {_mb(adamw.total)} |")
     peak = inference_peak(spec, dtype, 1)
     lines += ["", f"Inference peak reached after `{peak.at}`. Training MACs per image (forward + "
               f"input gradients + weight gradients): {sum(r.total for r in training_macs(spec)) / 1e9:.3f} G.",
