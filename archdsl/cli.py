@@ -44,6 +44,7 @@ resolved config, the spec and a log (archc.log) to a new output folder.
   -m, --multirun       a sweep: a,b,c  range(a,b)  choice(...)  -> one job (folder) per point
   --cfg job|hydra|all  print the composed config and stop (--resolve: interpolations resolved)
   --info               where Hydra looks for configs, and the defaults it composed
+  --overwrite          write into an output folder that holds files (hydra.run.dir=, hydra.sweep.dir=)
   --hydra-help         Hydra's own options"""
 
 
@@ -89,6 +90,8 @@ def cmd_build(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print("usage: archc build CONFIG [hydra overrides] [-m]   (archc build -h: more)", file=sys.stderr)
         return EXIT_USER_ERROR
+    overwrite = "--overwrite" in argv  # archc's own: write into a folder that holds files
+    argv = [a for a in argv if a != "--overwrite"]
     from pathlib import Path
 
     import hydra
@@ -135,19 +138,25 @@ def cmd_build(argv: list[str]) -> int:
     # Progress and the sweep summary come from a Hydra callback (archdsl/sweep.py).
     # The job is archc's (Hydra would name it, and its log, after this file);
     # its log holds what it printed (conf/hydra/job_logging/archc.yaml).
+    # Its callbacks keep users' files (archdsl/explore/folders.py, sweep.py).
     extra = ["hydra.job.name=archc", "hydra/job_logging=archc", "hydra/hydra_logging=archc"]
-    extra += ["hydra/callbacks=summary"] if multirun else []
+    extra += ["hydra/callbacks=summary"] if multirun else ["hydra/callbacks=run_dir"]
+    if overwrite:
+        extra += ["+hydra.callbacks.summary.overwrite=true"] if multirun else ["hydra.callbacks.run_dir.overwrite=true"]
     saved = sys.argv
     sys.argv = ["archc build"] + _with_overrides(open_params(argv[1:]), search_path_override(config_dir) + extra)
     if multirun:
         from archdsl.explore import sweep
         from archdsl.explore.summary import failed as failed_rows
         sweep.LAST = None
+    from archdsl.explore.folders import Refused
     try:
         task()
     except SystemExit as e:
         if e.code not in (0, None):
             return EXIT_USER_ERROR
+    except Refused as r:  # a callback's: the folder holds someone's files
+        return _fail(r.error)
     finally:
         sys.argv = saved
     if multirun and sweep.LAST is not None:  # read from disk: right whatever process ran the jobs
@@ -186,6 +195,18 @@ def _default_out(kind: str, config: str) -> Path:
     return Path(kind) / Path(config).stem / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def _out_folder(a: argparse.Namespace, kind: str, config: str) -> Path:
+    """--out (default: <kind>/<config>/<date_time>); one that holds files only with --overwrite."""
+    from archdsl.explore.summary import refuse_existing
+
+    out = Path(a.out) if a.out else _default_out(kind, config)
+    try:  # the folder the system will write into: `held/new/..` is `held`
+        refuse_existing(Path(os.path.realpath(out)), a.overwrite)
+    except ArchError as e:  # named by its option
+        raise ArchError(f"--out: {e.message}", hint=e.hint) from None
+    return out
+
+
 def cmd_sweep(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="archc sweep", description="Sweep a config over a grid written in Hydra's override "
@@ -206,13 +227,11 @@ def cmd_sweep(argv: list[str]) -> int:
     if not a.cost_only:
         extra = [f"hydra.sweep.dir={a.out}"] if a.out else []
         extra += [f"hydra.callbacks.summary.hardware={a.hardware}"] if a.hardware else []
-        extra += ["+hydra.callbacks.summary.overwrite=true"] if a.overwrite else []
+        extra += ["--overwrite"] if a.overwrite else []
         return cmd_build([a.config, "-m", *a.overrides, *extra])
     from archdsl.explore import grid
 
-    out = Path(a.out) if a.out else _default_out("sweeps", a.config)
-    from archdsl.explore.summary import refuse_existing
-    refuse_existing(out, a.overwrite)
+    out = _out_folder(a, "sweeps", a.config)
     with _open_engine(a) as engine:
         rows, notes = grid.run(a.config, a.overrides, out, a.hardware, engine=engine)
     for note in notes:
@@ -242,9 +261,7 @@ def cmd_search(argv: list[str]) -> int:
         p.error("--samples must be >= 1 and --keep >= 0")
     from archdsl.explore import search
 
-    out = Path(a.out) if a.out else _default_out("searches", a.space)
-    from archdsl.explore.summary import refuse_existing
-    refuse_existing(out, a.overwrite)
+    out = _out_folder(a, "searches", a.space)
     with _open_engine(a) as engine:
         rows, stats, notes = search.run(a.space, a.samples, a.keep or None, a.seed, out, a.hardware,
                                         engine=engine)
@@ -272,11 +289,11 @@ def _open_engine(a: argparse.Namespace):
     return open_engine(a.engine, a.address)
 
 
-def _numbers(text: str) -> list[float]:
-    """'1,2,3' or '1..7' (integers) -> numbers."""
+def _numbers(text: str) -> list[float] | range:
+    """'1,2,3' or '1..7' (integers) -> numbers (a range: `1..10**9` allocates nothing; scale checks the count)."""
     if ".." in text:
         lo, hi = text.split("..")
-        return list(range(int(lo), int(hi) + 1))
+        return range(int(lo), int(hi) + 1)
     return [float(x) if "." in x else int(x) for x in text.split(",") if x]
 
 
@@ -310,11 +327,9 @@ def cmd_scale(argv: list[str]) -> int:
     a = p.parse_args(argv)
     from archdsl.explore import scale
 
-    out = Path(a.out) if a.out else _default_out("scaled", a.config)
-    from archdsl.explore.summary import refuse_existing
-    refuse_existing(out, a.overwrite)
+    out = _out_folder(a, "scaled", a.config)
     try:
-        phis, factors, groups = _numbers(a.phi), _numbers(a.factor), [int(x) for x in _numbers(a.groups)]
+        phis, factors, groups = _numbers(a.phi), _numbers(a.factor), _numbers(a.groups)
     except ValueError:
         p.error("--phi, --factor and --groups take comma-separated numbers (or a..b)")
     rows = scale.run(a.rule, a.config, out, phis=phis, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
@@ -325,6 +340,9 @@ def cmd_scale(argv: list[str]) -> int:
     print(scale.table(shown, a.hardware))
     written = sum("config" in x for x in rows[1:])
     print(f"wrote {written} configs to {out / 'configs'}; summary.csv, summary.json in {out}")
+    for r in rows:  # whole, as `archc sweep --cost-only` gives them: the table has their first lines
+        if r["status"] != "ok":
+            print(f"[{r['point']}] failed:\n{r['error']}", file=sys.stderr)
     return EXIT_USER_ERROR if any(x["status"] != "ok" for x in rows) else 0
 
 

@@ -18,10 +18,19 @@ gives the same cases):
   (`archc cost` and `archc build`);
 - configs: shipped presets' YAML mutated;
 - cache: a parse-cache entry replaced (garbage, a crafted tree, a FIFO, a
-  link to /dev/zero or out of the folder): the parse must equal a fresh one.
+  link to /dev/zero or out of the folder): the parse must equal a fresh one;
+- explore: `archc search` on a small design space made hostile (its YAML
+  mutated; one field given a wrong-kind, non-finite, huge or deeply nested
+  value; bad samplers, constraints and base overrides; huge sample counts and
+  bad options) and `archc scale` on small bases with hostile options
+  (non-finite, negative, huge factors and lists, grids too fine) and configs;
+- outputs: `archc build` (hydra.run.dir), sweeps, searches and scaling rules
+  pointed at a folder that holds a user's file: it must be there, unchanged,
+  afterwards unless --overwrite was given.
 
 Each case runs in a worker process (`archc` in-process, in a fresh folder)
-under a time limit (an interval timer; the worker is killed past twice that)
+under a time limit (an interval timer, --seconds, 30 s for cases that run
+Hydra jobs; the worker is killed past twice --seconds plus two minutes)
 and a memory limit (RLIMIT_AS: what the worker holds after its imports plus
 --mem-mb). Outcomes: ok, refused (archc's own error, exit 2, located at
 file:line:col or naming the config key / override), and the failures:
@@ -47,7 +56,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILURES = ("unlocated", "traceback", "internal", "hang", "memory", "crash", "wrong")
-FAMILIES = ("valid", "mutated", "adversarial", "configs", "cache")
+FAMILIES = ("valid", "mutated", "adversarial", "configs", "cache", "explore", "outputs")
 
 # ---------------------------------------------------------------- generating cases
 OPS_1 = ["relu", "silu", "gelu", "sigmoid", "bn", "identity"]
@@ -170,6 +179,188 @@ ADVERSARIAL_CONFIGS = [
 ]
 
 
+# ---------------------------------------------------------------- search and scale
+# A small design space (AnyNet at 32 px): 64 samples take well under a second.
+SPACE = {
+    "description": "fuzz", "base": "base", "overrides": ["recipe=anynet", "params.res=32"],
+    "params": {
+        "depths": {"sampler": "list", "length": 2, "item": {"sampler": "quantized", "low": 1, "high": 2, "step": 1}},
+        "widths": {"sampler": "list", "length": 2, "item": {"sampler": "log_uniform", "low": 8, "high": 64, "step": 8}},
+        "bottlenecks": {"sampler": "list", "length": 2, "item": {"sampler": "choice", "values": [1.0, 0.5]}},
+        "group_ws": {"sampler": "list", "length": 2, "item": {"sampler": "power2", "low": 1, "high": 8}},
+    },
+    "constraints": {"macs": [0, 1.0e+9]},
+}
+# Where a hostile value goes (a path into SPACE; a missing last key is added).
+SPACE_PATHS = [
+    ("base",), ("overrides",), ("overrides", 0), ("overrides", 2), ("params",), ("params", "depths"),
+    ("params", "depths", "sampler"), ("params", "depths", "length"), ("params", "depths", "item"),
+    ("params", "depths", "item", "low"), ("params", "depths", "item", "high"), ("params", "depths", "item", "step"),
+    ("params", "widths", "item", "low"), ("params", "widths", "item", "high"), ("params", "widths", "item", "step"),
+    ("params", "group_ws", "item", "low"), ("params", "group_ws", "item", "high"),
+    ("params", "bottlenecks", "item", "values"), ("params", "bottlenecks", "item", "values", 0),
+    ("params", "nope"), ("params", "res"), ("constraints",), ("constraints", "macs"), ("constraints", "macs", 0),
+    ("constraints", "macs", 1), ("constraints", "params"), ("constraints", "time_a100_s"),
+    ("constraints", "time_nope_s"), ("constraints", "nope"), ("nope",), ("description",),
+]
+# Values as YAML flow text: wrong kinds, non-finite and huge numbers, deep nesting, bad strings.
+HOSTILE_YAML = [
+    "null", "true", "5", "-1", "0", "1.5", ".inf", "-.inf", ".nan", "1e308", "-1e308", "1e-300", "9" * 30,
+    "9" * 2000, "4611686018427387904", "1000000000", "1000000", '"abc"', '"caf\u00e9"', "[]", "{}", "[1]",
+    "[1, 2, 3]", "[null, 5]", "{a: 1}", "[" * 500 + "]" * 500, "{a: " * 300 + "1" + "}" * 300,
+    "!!python/name:os.system", '"${oc.env:NOPE}"', '"${nope}"', "[.nan, .inf]", "[5, 1]", "[1e308, -1e308]",
+    "[" + ", ".join(["1"] * 20000) + "]", '"\\0"', "&a [1, 2]", "*nope",
+    # samplers and their pieces
+    "{sampler: list, length: 1000000000, item: {sampler: choice, values: [1]}}",
+    "{sampler: list, length: 1000000, item: {sampler: choice, values: [1]}}",
+    "{sampler: list, length: 100, item: {sampler: list, length: 100, item: {sampler: list, length: 100, "
+    "item: {sampler: choice, values: [1]}}}}",
+    "{sampler: " + "list, length: 2, item: {sampler: " * 60 + "choice, values: [1]" + "}" * 61,
+    "{sampler: quantized, low: 0, high: 1.0e+300, step: 1}", "{sampler: quantized, low: 0, high: 1, step: 1.0e-300}",
+    "{sampler: uniform, low: -1.0e+308, high: 1.0e+308}", "{sampler: uniform, low: -.inf, high: .inf}",
+    "{sampler: power2, low: 1, high: 1.0e+300}", "{sampler: power2, low: 4.9e-324, high: 1}",
+    "{sampler: log_uniform, low: 1.0e-300, high: 1.0e+300}", "{sampler: log_uniform, low: 8, high: 64, step: 1.0e-300}",
+    "{sampler: choice, values: [{a: 1}, [1, [2]], null, .nan]}", "{sampler: choice, values: []}",
+    "{sampler: nope}", "{sampler: choice}", "{sampler: list, length: 2}",
+    # strings for base and overrides
+    '"/dev/zero"', '"/etc/passwd"', '"nope"', '""', '"s"', '"regnetx_004"', '"resnet18"', '"params.res={a:1}"',
+    '"params.res=0"', '"==="', '"hydra.run.dir=x"', '"limits.layers=5"', '"recipe=/dev/zero"', '"-m"',
+    '"params.res=99999999"', '"~params"', '"params.depths=[1,1]"', '"params.res=${oc.env:NOPE}"',
+]
+HOSTILE_SPACE_FILES = [
+    "5\n", "[1, 2]\n", "", "base: base\nbase: base\n", "\tbase: base\n", "base: caf\udce9\n", "base: a\0b\n",
+    "x: " + "[" * 5000 + "]" * 5000 + "\n",
+    "a: &a [1,1,1,1,1,1,1,1,1]\n" + "".join(f"l{i}: &l{i} [" + ",".join(["*" + ("a" if i == 0 else f"l{i - 1}")] * 9)
+                                          + "]\n" for i in range(9)),
+    "base: !!python/object/apply:os.system ['true']\n", "base: base\nparams: {}\n",
+    "x: " + "9" * 5000 + "\n", "#" * 2_000_001 + "\n",
+]
+SEARCH_OPTIONS = [
+    ["--samples", "0"], ["--samples", "-1"], ["--samples", "1"], ["--samples", "9" * 5000], ["--samples", "1e3"],
+    ["--samples", "10000000000000"], ["--samples", "200000"], ["--keep", "0"], ["--keep", "-1"],
+    ["--keep", "1"], ["--keep", "9" * 40], ["--seed", "-1"], ["--seed", "9" * 40], ["--seed", "abc"],
+    ["--seed", "18446744073709551616"], ["--hardware", "nope"], ["--hardware", ""], ["--hardware", "a100"],
+    ["--hardware", "caf\udce9"], ["--engine", "nope"], ["--out", "/dev/null"], ["--out", "s.yaml"],
+    ["--out", "held"], ["--out", "deep/er/folder"], ["--samples", "10000000000000", "--keep", "2"],
+]
+SCALE_BASES = {  # small bases of each kind: multipliers, per-stage lists, a bottleneck ResNet
+    "mb.yaml": "defaults: [mobilenetv2_100, _self_]\nparams: {res: 32}\n",
+    "rx.yaml": "defaults: [regnetx_002, _self_]\nparams: {res: 32}\n",
+    "rn.yaml": "defaults: [resnet50, _self_]\nparams: {res: 32, depths: [1, 1, 1, 1]}\n",
+}
+SCALE_RULE = {"efficientnet": ["--phi", "1"], "dwr": ["--factor", "2"], "resnext": ["--groups", "1,2"]}
+BAD_NUMBERS = ["0", "-1", "-0.5", "nan", "inf", "-inf", "1e308", "1e-308", "9" * 5000, "abc", "", "1e3"]
+SCALE_OPTIONS = {
+    "--phi": ["1..1000000000", "1..100000", "0", "-3", "1e308", "nan", "inf", ",", "1..", "..5", "5..1", "2**10",
+              "100", "1,2," * 2000, "9" * 5000 + "..1"],
+    "--factor": ["1..100000000", "1e308", "0", "-2", "nan", "inf", "1e-308", "1000000", "1,1,1"],
+    "--groups": ["0", "-1", "1e308", "nan", "1..100000000", "1000000000", "2**40", "1.5", "64"],
+    "--alpha": BAD_NUMBERS, "--beta": BAD_NUMBERS, "--gamma": BAD_NUMBERS, "--a": BAD_NUMBERS + ["2", "1"],
+    "--grid-step": BAD_NUMBERS + ["1e-9", "0.001", "2", "0.25"], "--tolerance": BAD_NUMBERS + ["100"],
+    "--keep": ["0", "-1", "1000000000", "9" * 40], "--objective": ["nope", "macs", "activations"],
+    "--hardware": ["nope", "", "a100"], "--out": ["/dev/null", "mb.yaml", "held"],
+}
+
+
+def hostile_space(r: random.Random) -> tuple[str, str]:
+    """A space file: SPACE with one value made hostile, or a mutated or hostile file."""
+    k = r.random()
+    if k < 0.15:
+        return r.choice(HOSTILE_SPACE_FILES), "file"
+    if k < 0.35:
+        return mutate_text(r, json.dumps(SPACE, indent=1).encode()).decode("utf-8", "surrogateescape"), "mutated"
+    import copy
+    space = copy.deepcopy(SPACE)
+    path = r.choice(SPACE_PATHS)
+    holder = space
+    for key in path[:-1]:
+        holder = holder[key]
+    last = path[-1]
+    if isinstance(holder, list) and last >= len(holder):
+        holder.append(None)
+        last = len(holder) - 1
+    holder[last] = "\0HOLE\0"
+    value = r.choice(HOSTILE_YAML)
+    return json.dumps(space, ensure_ascii=False).replace('"\\u0000HOLE\\u0000"', value), \
+        f"{'.'.join(map(str, path))}={value[:30]}"
+
+
+def explore_case(r: random.Random) -> dict:
+    """archc search on a hostile space or with hostile options; archc scale with hostile options or bases."""
+    files = {"held/mine.txt": "a user's file\n"}
+    if r.random() < 0.55:
+        options = ["--samples", "64", "--keep", "3", "--out", "o"]
+        if r.random() < 0.6:
+            text, what = hostile_space(r)
+        else:
+            text, what = json.dumps(SPACE), ""
+            extra = r.choice(SEARCH_OPTIONS)
+            options = [o for i, o in enumerate(options) if not (i % 2 == 0 and o in extra[::2])
+                       and not (i % 2 == 1 and options[i - 1] in extra[::2])] + extra
+            what = " ".join(x[:20] for x in extra)
+        files["s.yaml"] = text
+        return {"family": "explore", "what": f"search {what}", "files": files, "argv": ["search", "s.yaml", *options],
+                "keeps": "held/mine.txt"}
+    rule = r.choice(list(SCALE_RULE))
+    base = {"efficientnet": "mb.yaml", "dwr": "rx.yaml", "resnext": "rn.yaml"}[rule]
+    if r.random() < 0.1:
+        base = r.choice(list(SCALE_BASES))  # a base that does not fit the rule
+    files.update(SCALE_BASES)
+    options = list(SCALE_RULE[rule])
+    k = r.random()
+    if k < 0.15:  # a hostile config
+        files[base] = SCALE_BASES[base] + r.choice(ADVERSARIAL_CONFIGS)
+        what = "config"
+    elif k < 0.2:
+        base, what = r.choice(["/dev/zero", "nope.yaml", "held", "/etc/passwd"]), "config path"
+    else:
+        for _ in range(r.randint(1, 2)):
+            opt = r.choice(list(SCALE_OPTIONS))
+            if opt in options:
+                i = options.index(opt)
+                del options[i:i + 2]
+            options += [opt, r.choice(SCALE_OPTIONS[opt])]
+        if rule == "efficientnet" and r.random() < 0.3:
+            options += ["--search", "--grid-step", "0.25"] if "--grid-step" not in options else ["--search"]
+        what = " ".join(x[:20] for x in options)
+    if "--out" not in options:
+        options += ["--out", "o"]
+    return {"family": "explore", "what": f"scale {rule} {what}", "files": files,
+            "argv": ["scale", rule, base, *options], "keeps": "held/mine.txt"}
+
+
+# ---------------------------------------------------------------- outputs: a user's files stay
+TINY = ["params.depths=[1,1]", "params.block=basic", "params.res=32", "save_weights=false"]
+
+
+def outputs_case(r: random.Random) -> dict:
+    """A command told to write where a user's file is; without --overwrite the file must stay."""
+    where = r.choice(["held", ".", "held/sub/.."])
+    overwrite = r.random() < 0.2
+    flag = ["--overwrite"] if overwrite else []
+    k = r.random()
+    if k < 0.3:
+        argv = ["build", "resnet18", *TINY, f"hydra.run.dir={where}", *flag]
+    elif k < 0.55:
+        argv = ["build", "resnet18", "-m", "params.res=32,40" if r.random() < 0.3 else "params.res=32", *TINY[:2],
+                "save_weights=false",
+                f"hydra.sweep.dir={where}", *flag]
+    elif k < 0.7:
+        argv = ["sweep", "resnet18", "params.res=32,40", *TINY[:2], "--cost-only", "--out", where, *flag]
+    elif k < 0.85:
+        argv = ["search", "s.yaml", "--samples", "32", "--keep", "2", "--out", where, *flag]
+    else:
+        argv = ["scale", "dwr", "rx.yaml", "--factor", "2", "--out", where, *flag]
+    name = r.choice(["mine.txt", "summary.csv", "report.json", "config.yaml", "summary.json", "result.json"])
+    files = {f"held/{name}": "a user's file\n", "s.yaml": json.dumps(SPACE), "rx.yaml": SCALE_BASES["rx.yaml"]}
+    if where == ".":
+        files[name] = "a user's file\n"
+    return {"family": "outputs", "what": " ".join(a[:30] for a in argv[:2] + argv[-3:]), "files": files,
+            "argv": argv, "keeps": None if overwrite else (name if where == "." else f"held/{name}"),
+            # Hydra jobs (a build, a sweep of two): ~6 s alone, twice that on a busy 2-core machine
+            "seconds": 30.0 if argv[0] == "build" else None}
+
+
 def make_case(family: str, r: random.Random) -> dict:
     """One case: files to write and the command to run (JSON-able)."""
     if family == "valid":
@@ -206,6 +397,10 @@ def make_case(family: str, r: random.Random) -> dict:
         text = "defaults: [base, _self_]\nrecipe: resnet\nparams: {depths: [1, 1], block: basic, res: 32}\n" + c
         return {"family": family, "what": f"config {c[:30]!r}", "files": {"c.yaml": text},
                 "argv": [r.choice(["cost", "build"]), "c.yaml", "save_weights=false"]}
+    if family == "explore":
+        return explore_case(r)
+    if family == "outputs":
+        return outputs_case(r)
     if family == "configs":
         presets = sorted(p for p in (ROOT / "conf").glob("*.yaml") if p.stem != "base")
         p = r.choice(presets)
@@ -220,7 +415,11 @@ def make_case(family: str, r: random.Random) -> dict:
 
 
 # ---------------------------------------------------------------- running one case (in the worker)
-LOCATED = re.compile(r"(^|\n)\S+:\d+:\d+: |config key '|override '")
+# Located: at file:line:col, or naming the config key or override; a command-line option's
+# error names the option (argparse's, or archc's `--out: ...`), and a missing config or
+# space the argument as typed.
+LOCATED = re.compile(r"(^|\n)\S+:\d+:\d+: |config key '|override '|archc \w+: error: (argument \S+|--\w)"
+                     r"|(^|\n)error: --\w|(^|\n)error: (no (config|space)|Cannot find primary config) '")
 
 
 class CaseTimeout(BaseException):
@@ -237,6 +436,7 @@ def run_case(case: dict, seconds: float) -> dict:
 
     folder = tempfile.mkdtemp(prefix="fuzz-")
     for name, text in case["files"].items():
+        Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
         Path(folder, name).write_bytes(text.encode("utf-8", "surrogateescape"))
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
@@ -247,6 +447,11 @@ def run_case(case: dict, seconds: float) -> dict:
         os.chdir(folder)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             result = _dispatch(case)
+        kept = case.get("keeps")
+        if kept and (not Path(folder, kept).is_file() or Path(folder, kept).read_bytes()
+                     != case["files"][kept].encode("utf-8", "surrogateescape")):
+            result = dict(result, outcome_if_ok="wrong")
+            print(f"{kept} (a user's file) was changed", file=sys.stderr)
     except CaseTimeout:
         result = {"outcome": "hang"}
     except MemoryError:
@@ -269,8 +474,10 @@ def run_case(case: dict, seconds: float) -> dict:
             result["outcome"] = "memory"
         elif "internal error" in text or rc not in (0, 2):
             result["outcome"] = "internal"
+        elif result.get("outcome_if_ok") == "wrong":
+            result["outcome"] = "wrong"
         elif rc == 0:
-            result["outcome"] = result.get("outcome_if_ok", "ok")
+            result["outcome"] = "ok"
         elif LOCATED.search(text):
             result["outcome"] = "refused"
         else:
@@ -298,7 +505,10 @@ def _dispatch(case: dict) -> dict:
         return _load(argv[1])
     if argv[0] == "cache":
         return _cache(Path(argv[1]), argv[2], case["seed"])
-    rc = main(list(argv))
+    try:
+        rc = main(list(argv))
+    except SystemExit as e:  # argparse's usage errors (exit 2): archc's main lets them through
+        rc = e.code if isinstance(e.code, int) else 2
     res = {"rc": rc}
     if rc == 0 and case.get("check_module"):
         import archdsl
@@ -392,7 +602,7 @@ def worker(mem_mb: int, seconds: float) -> None:
     for line in sys.stdin:
         case = json.loads(line)
         started = time.perf_counter()
-        res = run_case(case, seconds)
+        res = run_case(case, case.get("seconds") or seconds)
         res["seconds"] = round(time.perf_counter() - started, 3)
         real_stdout.write(json.dumps(res) + "\n")
         real_stdout.flush()
@@ -449,6 +659,13 @@ def cases(n: int, seed: int, weights: dict[str, float] | None = None) -> list[di
     return [make_case(r.choices(fams, [weights[f] for f in fams])[0], r) for _ in range(n)]
 
 
+def explore_cases(n: int, seed: int, outputs: float = 0.2) -> list[dict]:
+    """Cases of `archc search`/`scale` and of output folders, from their own generator:
+    adding them leaves the first families' cases of a seed as they were."""
+    r = random.Random(f"{seed}-explore")
+    return [make_case("outputs" if r.random() < outputs else "explore", r) for _ in range(n)]
+
+
 def run(all_cases: list[dict], mem_mb: int = 1024, seconds: float = 10.0, progress: bool = False) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix="fuzz-cache-") as cache_dir:
@@ -495,13 +712,16 @@ def main() -> int:
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=10000)
+    p.add_argument("--explore-cases", type=int, default=2000,
+                   help="cases of archc search/scale and output folders, beside --cases")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=10.0, help="time limit of one case")
     p.add_argument("--mem-mb", type=int, default=1024, help="memory a case may add to the worker's")
     p.add_argument("--out", help="write the results (JSON) here too")
     a = p.parse_args()
     started = time.perf_counter()
-    results = run(cases(a.cases, a.seed), a.mem_mb, a.seconds, progress=True)
+    results = run(cases(a.cases, a.seed) + explore_cases(a.explore_cases, a.seed), a.mem_mb, a.seconds,
+                  progress=True)
     print(report(results))
     print(f"\n{len(results)} cases in {time.perf_counter() - started:.0f} s (seed {a.seed})")
     if a.out:

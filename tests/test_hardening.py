@@ -253,6 +253,29 @@ def test_load_refuses_a_module_larger_than_memory_before_allocating(tmp_path, on
         archdsl.load("resnet18", limits={"module_bytes": 1000})
 
 
+def test_the_memory_guard_counts_buffers(tmp_path, one_thread):
+    """A fixed 2-D sin-cos position table is a buffer of the input's shape and no parameter:
+    4 x 4096 x 4096 floats, 268,435,456 bytes (by hand), with 0 weights."""
+    import archdsl
+    from archdsl.api import compile, module_bytes
+    from archdsl.language.errors import ConfigError
+
+    (tmp_path / "pe.arch").write_text('network pe() {\n  input(4, 4096, 4096)\n'
+                                      '  stage { pos_embed(kind: "sincos") }\n}\n')
+    (tmp_path / "pe.yaml").write_text(f"defaults: [base, _self_]\nrecipe: {tmp_path / 'pe.arch'}\n")
+    assert archdsl.cost(tmp_path / "pe.yaml").total.params == 0
+    assert module_bytes(compile(tmp_path / "pe.yaml")) == 4 * 4 * 4096 * 4096
+    with pytest.raises(ConfigError, match="about 0.25 GiB, more than the limit module_bytes=100,000,000"):
+        archdsl.load(tmp_path / "pe.yaml", limits={"module_bytes": 10**8})
+    # Every parameter and buffer, as torch allocates them: 11,689,512 weights (timm's); 20 BNs over
+    # 4,800 channels, two fp32 statistics each and an int64 count; ConvNeXt's layer scales (weights
+    # of its residuals, not of a layer) too.
+    for preset, want in (("resnet18", 4 * 11_689_512 + 4 * 2 * 4_800 + 8 * 20), ("convnext_tiny", None)):
+        net = archdsl.load(preset, device="meta")
+        held = sum(t.numel() * t.element_size() for t in (*net.parameters(), *net.buffers()))
+        assert module_bytes(compile(preset)) == held == (want or held)
+
+
 # ---------------------------------------------------------------- 4. the cache, `use`
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -363,3 +386,135 @@ def test_a_second_sweep_writes_beside_the_first_and_a_failing_point_is_recorded(
     assert rc == 0 and "S-2" in err
     assert (tmp_path / "S" / "summary.json").read_text() == first
     assert json.loads((tmp_path / "S-2" / "summary.json").read_text())["rows"][0]["status"] == "ok"
+
+
+def test_build_into_a_named_folder_that_holds_files_is_refused_unless_overwrite(capsys, tmp_path, monkeypatch,
+                                                                              one_thread):
+    monkeypatch.chdir(tmp_path)
+    tiny = ["params.depths=[1,1]", "params.block=basic", "params.res=32", "save_weights=false"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "report.json").write_text("my own\n")
+    for folder in ("mine", "mine/new/.."):  # `mine/new/..` is `mine` once `new` is made
+        rc, err = run(capsys, "build", "resnet18", *tiny, f"hydra.run.dir={folder}")
+        assert rc == 2 and f"override 'hydra.run.dir={folder}'" in err and "--overwrite" in err, err
+        assert (tmp_path / "mine" / "report.json").read_text() == "my own\n"
+    rc, err = run(capsys, "build", "resnet18", *tiny, "hydra.run.dir=mine", "--overwrite")
+    assert rc == 0 and json.loads((tmp_path / "mine" / "report.json").read_text())["name"] == "resnet18"
+    # A folder the config (or the default) names, already taken: the build writes beside it, and says so.
+    (tmp_path / "c.yaml").write_text("defaults: [resnet18, _self_]\nhydra: {run: {dir: taken}}\n")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine\n")
+    rc, err = run(capsys, "build", str(tmp_path / "c.yaml"), *tiny)
+    assert rc == 0 and "taken-2" in err, err
+    assert (tmp_path / "taken-2" / "report.json").is_file() and os.listdir(tmp_path / "taken") == ["notes.txt"]
+
+
+def test_a_sweep_never_writes_over_files_that_are_no_sweeps(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "summary.csv").write_text("my own table\n")  # a user's, not a sweep's
+    tiny = ["params.depths=[1,1]", "params.block=basic", "save_weights=false"]
+    rc, err = run(capsys, "build", "resnet18", "-m", "params.res=32", *tiny, "hydra.sweep.dir=S")
+    assert rc == 0 and "S-2" in err and "no sweep's" in err, err
+    assert (tmp_path / "S" / "summary.csv").read_text() == "my own table\n"
+    assert (tmp_path / "S-2" / "summary.json").is_file()
+
+
+def test_any_sweeper_keeps_another_sweeps_folder_and_resumes_its_own(capsys, tmp_path, monkeypatch):
+    """A sweeper whose jobs are not known up front (Optuna, Nevergrad, ...): the basic
+    sweeper, taken for one here, so that its jobs are not compared one by one."""
+    from archdsl.explore import sweep
+
+    monkeypatch.setattr(sweep, "BASIC_SWEEPER", "some.other.Sweeper")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["params.depths=[1,1]", "params.block=basic", "save_weights=false"]
+    rc, err = run(capsys, "build", "resnet18", "-m", "params.res=32", *tiny, "hydra.sweep.dir=S")
+    assert rc == 0 and json.loads((tmp_path / "S" / "sweep.json").read_text())["sweeper"]["_target_"]
+    first = (tmp_path / "S" / "summary.json").read_text()
+    rc, err = run(capsys, "build", "resnet18", "-m", "params.res=40", *tiny, "hydra.sweep.dir=S")
+    assert rc == 0 and "S-2" in err and "another sweep" in err, err  # other overrides: beside it
+    assert (tmp_path / "S" / "summary.json").read_text() == first
+    rc, err = run(capsys, "build", "resnet18", "-m", "params.res=32", *tiny, "hydra.sweep.dir=S")
+    assert rc == 0 and "1 already done" in err, err  # the same sweep: resumed in S, its job kept
+    assert not (tmp_path / "S-3").exists()
+
+
+# ---------------------------------------------------------------- archc search and scale inputs
+SPACE = ("base: base\noverrides: [recipe=anynet, params.res=32]\nparams:\n"
+         "  depths: {sampler: list, length: 2, item: {sampler: quantized, low: 1, high: 2, step: 1}}\n"
+         "  widths: {sampler: list, length: 2, item: {sampler: log_uniform, low: 8, high: 64, step: 8}}\n"
+         "  group_ws: {sampler: list, length: 2, item: {sampler: power2, low: 1, high: 8}}\n"
+         "constraints: {macs: [0, 1.0e+9]}\n")
+BAD_SPACES = {
+    "not UTF-8": (SPACE.encode() + b"description: caf\xe9\n", "s.yaml:8:17: not UTF-8"),
+    "nested": ("x: " + "[" * 5000 + "]" * 5000 + "\n", "s.yaml:1:1: nested more than the limit nesting=100"),
+    "aliases": (CONFIGS["laughs"][0], "config_nodes"),
+    "not a mapping": ("[1, 2]\n", "s.yaml:1:1: a space file holds keys and values"),
+    "bad YAML": (SPACE + "description: [\n", "s.yaml:9:"),
+    "nan": (SPACE.replace("high: 64", "high: .nan"), "config key 'params.widths.item.high'"),
+    "infinite": (SPACE.replace("low: 8", "low: -.inf"), "config key 'params.widths.item.low'"),
+    "past int64": (SPACE.replace("high: 8}", "high: 1.0e+300}"), "config key 'params.group_ws.item'"),
+    "tiny step": (SPACE.replace("step: 8", "step: 1.0e-300"), "step must be at least 1e-09"),
+    "huge list": (SPACE.replace("length: 2, item: {sampler: quantized", "length: 1000000000, item: "
+                                "{sampler: quantized"), "config key 'params.depths'"),
+    "wrong kind": (SPACE.replace("length: 2, item: {sampler: log", "length: {a: 1}, item: {sampler: log"),
+                   "config key 'params.widths.length'"),
+    "empty bounds": (SPACE.replace("[0, 1.0e+9]", "[5, 1]"), "config key 'constraints.macs'"),
+    "bad base": (SPACE.replace("base: base", "base: params.res=1"), "config key 'base'"),
+    "bad override": (SPACE.replace("params.res=32", "'params.res={a:1}'"), "override 'params.res={a:1}'"),
+    "every sample fails": (SPACE.replace("{sampler: log_uniform, low: 8, high: 64, step: 8}",
+                                         "{sampler: choice, values: [0]}"), "the first 1,024 samples"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPACES)
+def test_bad_space_files_are_refused_with_located_errors(capsys, tmp_path, monkeypatch, case):
+    text, words = BAD_SPACES[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+    rc, err = run(capsys, "search", "s.yaml", "--samples", "100000", "--out", "o")
+    assert rc == 2 and words in err, err
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--seed", "-1"], "--seed -1: must be >= 0"),
+    (["--hardware", "tpu"], "--hardware tpu: no such hardware preset"),  # before the search, not after
+    (["--out", "s.yaml"], "--out: "),
+])
+def test_bad_search_options_name_the_option(capsys, tmp_path, monkeypatch, options, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(SPACE)
+    rc, err = run(capsys, "search", "s.yaml", "--samples", "64", *options)
+    assert rc == 2 and words in err, err
+    assert not (tmp_path / "searches").exists()
+
+
+def test_a_huge_sample_count_costs_nothing_up_front(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(SPACE)
+    rc, err = run(capsys, "search", "s.yaml", "--samples", str(10**15), "--keep", "2", "--out", "o")
+    assert rc == 0 and len(list((tmp_path / "o" / "configs").glob("*.yaml"))) == 2
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--phi", "1..1000000000"], "--phi (1, 2, ...): more than 1,000 points"),
+    (["--phi", "1.5e999"], "--phi inf: not a finite number"),
+    (["--phi", "500"], "--phi 500: alpha, beta, gamma ** phi"),
+    (["--alpha", "nan"], "--alpha nan: must be a finite number > 0"),
+    (["--gamma", "-1"], "--gamma -1.0: must be"),
+    (["--search", "--grid-step", "1e-9"], "--grid-step 1e-09: must be in [0.01, 1]"),
+    (["--search", "--tolerance", "100"], "2,541 candidates, at most 1,000"),
+    (["--groups", "0"], "--groups 0: a group count"),
+    (["--groups", "9" * 4000], "--groups 99999999999999999999… (4,000 characters)"),
+    (["--factor", "1.0e308"], "--factor 1e+308: a FLOP factor"),
+    (["--a", "2"], "--a 2.0: the share of width"),
+    (["--keep", "-1"], "--keep -1: must be >= 0"),
+])
+def test_bad_scale_options_name_the_option_before_any_network_is_built(capsys, tmp_path, monkeypatch,
+                                                                       options, words):
+    monkeypatch.chdir(tmp_path)
+    started = time.perf_counter()
+    rc, err = run(capsys, "scale", "efficientnet", "efficientnet_b0", "--out", "o", *options)
+    assert rc == 2 and words in err, err
+    if "candidates" not in words:
+        assert time.perf_counter() - started < 2  # refused before the base is compiled

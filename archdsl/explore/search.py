@@ -37,10 +37,11 @@ from archdsl.explore.engines import Engine
 from archdsl.explore.points import BOUNDED, Base
 from archdsl.explore.progress import Meter
 from archdsl.explore.space import Space, load_space
-from archdsl.language.errors import ConfigError
+from archdsl.language.errors import ArchError, ConfigError
 
 CHUNK = 8192
 SHARD = 1024  # samples an engine evaluates at once; a chunk is CHUNK // SHARD shards
+HOPELESS = SHARD  # when this many first samples all fail to build, the space is wrong: say why and stop
 
 
 @dataclass
@@ -95,30 +96,57 @@ def _scan(plan: _Plan, shard: tuple[int, int, int]) -> list[tuple[int, dict, dic
     return out
 
 
+def _shards(samples: int):
+    """(chunk, lo, hi) of each shard, lazily: a huge --samples costs nothing up front."""
+    for c in range(-(-samples // CHUNK)):
+        for lo in range(0, min(CHUNK, samples - c * CHUNK), SHARD):
+            yield c, lo, min(lo + SHARD, samples - c * CHUNK)
+
+
+def _base(space: Space) -> Base:
+    """The space's base config, composed; an error that names no place names the key `base`."""
+    try:
+        return Base(space.base_path(), space.overrides)
+    except ConfigError as e:
+        if e.loc or e.key or e.override:
+            raise
+        raise ConfigError(f"{space.path}: {e.message}", key="base", hint=e.hint) from None
+
+
+def check_options(samples: int, keep: int | None, seed: int) -> None:
+    """What the command line may ask (argparse has made them ints)."""
+    for option, value, least in (("--samples", samples, 1), ("--keep", keep or 0, 0), ("--seed", seed, 0)):
+        if value < least:
+            raise ConfigError(f"{option} {value}: must be >= {least}")
+
+
 def run(space_ref: str, samples: int, keep: int | None, seed: int, out: Path,
         hardware: str | None = None, quiet: bool = False,
         engine: Engine | None = None) -> tuple[list[dict], Stats, list[str]]:
+    check_options(samples, keep, seed)
     keep = keep or None  # 0: every point that passes
     space = load_space(space_ref)
-    base = Base(space.base_path(), space.overrides)
+    base = _base(space)
     base.check(space.params, [f"params.{k}" for k in space.params])
     for k in space.constraints:
         if k.startswith("time_") and k[5:-2] not in base.cfg.hardware:
             raise ConfigError(f"{space.path}: no hardware preset '{k[5:-2]}'", key=f"constraints.{k}",
                               hint=f"presets: {', '.join(base.cfg.hardware)}")
+    if hardware is not None and hardware not in base.cfg.hardware:  # before the search, not after it
+        raise ConfigError(f"--hardware {hardware}: no such hardware preset",
+                          hint=f"presets: {', '.join(base.cfg.hardware)}")
     stats = Stats()
     order = list(space.constraints)
     bounds = {k: hi for k, (lo, hi) in space.constraints.items() if k in BOUNDED and hi is not None}
     plan = _Plan(space, base, seed, bounds)
-    shards = [(c, lo, min(lo + SHARD, samples - c * CHUNK))
-              for c in range(-(-samples // CHUNK)) for lo in range(0, min(CHUNK, samples - c * CHUNK), SHARD)]
     meter = Meter(samples, "samples")
     seen: set = set()
     rows: list[dict] = []
     full = False
+    first_error = None
     t0 = time.perf_counter()
-    with closing((engine or Engine()).map(_scan, plan, shards)) as scanned:
-        for (c, lo, hi), evaluated in zip(shards, scanned):
+    with closing((engine or Engine()).map(_scan, plan, _shards(samples))) as scanned:
+        for (c, lo, hi), evaluated in zip(_shards(samples), scanned):
             upto = hi - lo
             for i, point, res in evaluated:
                 stats.elaborated += 1
@@ -127,6 +155,10 @@ def run(space_ref: str, samples: int, keep: int | None, seed: int, out: Path,
                     continue
                 if res["status"] != "ok":
                     stats.invalid += 1
+                    first_error = first_error or res["error"]
+                    if stats.invalid == HOPELESS == stats.elaborated:
+                        raise ArchError(f"the first {HOPELESS:,} samples of {space.path} all fail to build "
+                                        f"(the space or its base is wrong); the first:\n{first_error}")
                     continue
                 broken = next((k for k in order if not _within(_metric(res, k), space.constraints[k])), None)
                 if broken:

@@ -20,9 +20,16 @@ on [low, high]; `quantized`, uniform on the multiples of step in [low, high];
 multiples, as pycls does); `power2`, a uniform power of two in [low, high];
 `choice` among values; `list` of `length` independent draws of `item`.
 All are vectorized: one call draws a whole chunk of samples.
+
+A space file is checked as a config file is (UTF-8, its size, its nesting and
+aliases: located errors), and so are its numbers: finite, within 2**53 (so a
+draw is exact and fits int64), a step of at least 1e-9, and at most
+MAX_VALUES values in one sample (lists' lengths multiplied), since a chunk of
+samples is drawn at once.
 """
 from __future__ import annotations
 
+import decimal
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -32,15 +39,20 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from archdsl.configs.quick_compose import read_config_text
-from archdsl.language.errors import ConfigError
+from archdsl.configs import quick_compose
+from archdsl.language import budget
+from archdsl.language.ast import Loc
+from archdsl.language.errors import ArchError, ConfigError
 from archdsl.language.resources import conf_dir
 
 COST_KEYS = ("stages", "params", "macs", "activations", "bytes")  # and time_<hardware>_s
+LARGEST = 2.0 ** 53  # |low|, |high|: exact as floats, and within int64 when drawn as integers
+SMALLEST_STEP = 1e-9  # finer steps round badly (and Decimal cannot take the ratios)
+MAX_VALUES = 1024  # values of one sample (a chunk of 8192 samples: at most ~64 MB a parameter)
 
 
 class Sampler(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     sampler: Literal["uniform", "quantized", "log_uniform", "power2", "choice", "list"]
     low: float | None = None
     high: float | None = None
@@ -59,9 +71,16 @@ class Sampler(BaseModel):
         if s == "list":
             if not self.length or self.length < 1 or self.item is None:
                 raise ValueError("list needs length >= 1 and an item sampler")
+            if self.values_per_sample() > MAX_VALUES:
+                raise ValueError(f"a list of {self.values_per_sample():,} values (lengths multiplied) is over "
+                                 f"the {MAX_VALUES:,} values a sample may hold")
             return self
         if self.low is None or self.high is None or not self.low <= self.high:
             raise ValueError(f"{s} needs low <= high")
+        if max(abs(self.low), abs(self.high)) > LARGEST:
+            raise ValueError(f"{s} needs low and high within ±2**53 ({LARGEST:.3g})")
+        if self.step is not None and 0 < self.step < SMALLEST_STEP:
+            raise ValueError(f"step must be at least {SMALLEST_STEP:g}")
         if s in ("log_uniform", "power2") and self.low <= 0:
             raise ValueError(f"{s} needs low > 0")
         if s == "quantized":
@@ -74,6 +93,9 @@ class Sampler(BaseModel):
         if self.step is not None and self.step <= 0:
             raise ValueError("step must be > 0")
         return self
+
+    def values_per_sample(self) -> int:
+        return self.length * self.item.values_per_sample() if self.sampler == "list" else 1
 
     def integral(self) -> bool:
         nums = [x for x in (self.low, self.high, self.step) if x is not None]
@@ -108,7 +130,10 @@ class Sampler(BaseModel):
 
 
 def _multiple(x: float, q: float) -> bool:
-    return Decimal(str(x)) % Decimal(str(q)) == 0
+    try:
+        return Decimal(str(x)) % Decimal(str(q)) == 0
+    except decimal.InvalidOperation:  # x / q past Decimal's 28 digits: not a multiple it can tell
+        return False
 
 
 def _mixed(values: list) -> bool:
@@ -116,7 +141,7 @@ def _mixed(values: list) -> bool:
 
 
 class Space(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     description: str = ""
     base: str
     overrides: list[str] = []
@@ -160,18 +185,38 @@ def locate_space(space: str | Path) -> Path:
 def load_space(space: str | Path) -> Space:
     path = locate_space(space)
     try:
-        data = yaml.safe_load(read_config_text(str(path))) or {}  # UTF-8, bounded: located errors
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a space file holds keys and values (a mapping), not {data!r:.40}")
-        sp = Space.model_validate({**data, "name": path.stem, "path": str(path)})
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        sp = Space.model_validate({**_read(str(path)), "name": path.stem, "path": str(path)})
     except ValidationError as ve:
         err = ve.errors()[0]
         key = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-after"))
         raise ConfigError(f"{path}: {err['msg']}", key=key or None) from None
-    for k in sp.constraints:
+    for k, (lo, hi) in sp.constraints.items():
         if k not in COST_KEYS and not (k.startswith("time_") and k.endswith("_s")):
             raise ConfigError(f"{path}: unknown constraint '{k}'", key=f"constraints.{k}",
                               hint=f"constraints: {', '.join(COST_KEYS)}, time_<hardware>_s")
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"{path}: low {lo:g} > high {hi:g}: no point could pass", key=f"constraints.{k}")
+    if sum(s.values_per_sample() for s in sp.params.values()) > MAX_VALUES:
+        raise ConfigError(f"{path}: a sample would hold more than {MAX_VALUES:,} values (lists' lengths "
+                          "multiplied)", key="params")
     return sp
+
+
+def _read(path: str) -> dict:
+    """A space file's data, read as a config file is: UTF-8, bounded in size, nesting and
+    aliases, YAML errors located at file:line:col."""
+    try:
+        text = quick_compose.read_config_text(path)
+    except ArchError as e:
+        e.loc = e.loc or Loc(path, 1, 1)  # the file's size: the whole file
+        raise
+    try:
+        data = quick_compose._check_size(quick_compose._parse_yaml(text), path)
+    except RecursionError:
+        raise ArchError("the YAML nests too deeply", Loc(path, 1, 1), hint=budget.current().hint("nesting")) from None
+    except yaml.YAMLError as e:
+        raise quick_compose.yaml_error(e, path, text) from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ArchError(f"a space file holds keys and values (a mapping), not {data!r:.40}", Loc(path, 1, 1))
+    return data

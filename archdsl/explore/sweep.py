@@ -5,10 +5,20 @@
 learns everything from disk — each job's result.json, which build.run_job
 writes last and atomically — so it works the same for launchers that run
 jobs in other processes or on other machines (joblib, submitit, Ray).
+
+Before any job runs it checks the sweep folder (`conflict`): a folder that
+holds another sweep's finished jobs or summary, or files that are no sweep's,
+is left as it is and the sweep writes beside it (S-2, ...), saying so, unless
+overwrite (`--overwrite`). The same sweep run again (resumed, or grown by
+more values) goes on in its folder. With Hydra's basic sweeper the jobs are
+known up front and compared one by one; with any other sweeper (Optuna,
+Nevergrad, ...) they are not, so the sweep's definition — its overrides and
+sweeper config, kept in the folder's sweep.json — must be the same.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -18,10 +28,14 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from archdsl.build import _write as write_atomic
 from archdsl.explore import plots, summary
+from archdsl.explore.folders import Refused, beside, quoted
 from archdsl.explore.progress import Meter
+from archdsl.language.errors import ArchError
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+DEFINITION = "sweep.json"  # what sweep a folder holds: its overrides and sweeper (see `conflict`)
 
 
 @dataclass
@@ -73,13 +87,40 @@ def scan(sweep_dir: Path) -> dict[tuple, tuple[str, dict, float]]:
     return found
 
 
-def conflict(sweep_dir: Path, expected: set[tuple] | None) -> str | None:
-    """Why running this sweep (its jobs' override keys `expected`) in `sweep_dir`
-    would overwrite another sweep's finished jobs or its summary; None when it
-    would not (an empty folder, this very sweep resumed or grown, or only failed
-    jobs of another, which are computed again anyway)."""
-    if expected is None:
+def definition(config) -> dict:
+    """What makes a sweep the same sweep: its overrides and its sweeper's config."""
+    from omegaconf import OmegaConf
+
+    return {"overrides": sorted(config.hydra.overrides.task),
+            "sweeper": OmegaConf.to_container(config.hydra.sweeper, resolve=False)}
+
+
+def conflict(sweep_dir: Path, expected: set[tuple] | None, defined: dict | None = None) -> str | None:
+    """Why running this sweep in `sweep_dir` would overwrite another sweep's finished
+    jobs or summary, or files that are no sweep's; None when it would not (no folder
+    or an empty one, this very sweep resumed or grown, or only failed jobs of
+    another, which are computed again anyway).
+
+    expected: the jobs' override keys (the basic sweeper's), None for a sweeper whose
+    jobs are not known before they run; `defined` (see `definition`) must then be
+    the one the folder's sweep.json holds."""
+    try:
+        held = sorted(p.name for p in sweep_dir.iterdir())
+    except FileNotFoundError:
         return None
+    except OSError as e:  # a file, or a folder that cannot be read
+        return f"{sweep_dir} cannot be a sweep folder ({e.strerror})"
+    if not held:
+        return None
+    if DEFINITION not in held and "multirun.yaml" not in held:
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        return f"{sweep_dir} holds files that are no sweep's ({shown})"
+    if expected is None:
+        try:
+            same = json.loads((sweep_dir / DEFINITION).read_text()) == json.loads(json.dumps(defined, default=str))
+        except (OSError, ValueError):
+            same = False
+        return None if same else f"{sweep_dir} holds another sweep (other overrides, or another sweeper)"
     others = sorted({key for key, (_, res, _) in scan(sweep_dir).items()
                      if key not in expected and res.get("status") == "ok"})
     try:
@@ -94,14 +135,6 @@ def conflict(sweep_dir: Path, expected: set[tuple] | None) -> str | None:
     return f"{sweep_dir} holds another sweep's jobs ({shown})"
 
 
-def beside(sweep_dir: Path) -> Path:
-    """The first free folder next to `sweep_dir`: S-2, S-3, ..."""
-    n = 2
-    while Path(f"{sweep_dir}-{n}").exists():
-        n += 1
-    return Path(f"{sweep_dir}-{n}")
-
-
 def move_sweep(config, new: Path) -> None:
     """Point the multirun starting with `config` at the folder `new`: the launcher reads
     hydra.sweep.dir, and each job's config is composed again with hydra.overrides.hydra."""
@@ -109,8 +142,8 @@ def move_sweep(config, new: Path) -> None:
 
     with read_write(config):
         config.hydra.sweep.dir = str(new)
-        kept = [o for o in config.hydra.overrides.hydra if not o.startswith("hydra.sweep.dir=")]
-        config.hydra.overrides.hydra = kept + [f"hydra.sweep.dir='{new}'"]
+        kept = [o for o in config.hydra.overrides.hydra if not o.split("=")[0].lstrip("+~") == "hydra.sweep.dir"]
+        config.hydra.overrides.hydra = kept + [f"hydra.sweep.dir={quoted(new)}"]
 
 
 def _job_order(job: str) -> tuple:
@@ -190,21 +223,27 @@ class SweepCallback(Callback):
             self.meter.update(*self._counts())
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        self.dir = Path(config.hydra.sweep.dir)
+        self.dir = Path(os.path.realpath(config.hydra.sweep.dir))  # as the system resolves it (`S/new/..` is S)
         self.t0 = time.time()
         try:
             self.jobs = expected_jobs(config)
         except Exception:  # noqa: BLE001 - Hydra itself reports a bad sweep; progress just has no total
             self.jobs = None
         self.expected = {_key(j) for j in self.jobs} if self.jobs is not None else None
-        why = None if self.overwrite else conflict(self.dir, self.expected)
-        if why is not None and "'" not in str(self.dir):  # before any job runs: the other sweep is left as it is
+        defined = definition(config)
+        why = None if self.overwrite else conflict(self.dir, self.expected, defined)
+        if why is not None:  # before any job runs: the other sweep (or the user's files) is left as it is
             global MOVED
             new = beside(self.dir)
             move_sweep(config, new)
-            MOVED = f"note: {why}; this sweep writes beside it, in {new} (archc sweep --overwrite: into it)"
+            MOVED = f"note: {why}; this sweep writes beside it, in {new} (--overwrite: into it)"
             print(MOVED, file=sys.stderr)
             self.dir = new
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.dir / DEFINITION, json.dumps(defined, indent=1, default=str) + "\n")
+        except OSError as e:
+            raise Refused(ArchError(f"cannot write into the sweep folder {self.dir}: {e.strerror}")) from None
         self.before_ok = {k for k, (_, res, _) in scan(self.dir).items()
                           if res.get("status") == "ok" and (self.expected is None or k in self.expected)}
         self.meter = Meter(len(self.jobs) if self.jobs is not None else None, "sweep",
