@@ -555,8 +555,10 @@ def parse_bytes(text: str) -> float:
 
 
 def _mb(b: float) -> str:
-    """MB to 4 significant digits: a BN's buffers (KBs) and a batch's saved tensors (GBs) alike."""
-    return f"{b / 1e6:,.4g}"
+    """MB to 4 significant digits, whole MB from 10,000 on (40,190, never 4.019e+04):
+    a BN's buffers (KBs) and a batch's saved tensors (GBs) alike."""
+    mb = b / 1e6
+    return f"{mb:,.0f}" if mb >= 1e4 else f"{mb:,.4g}"
 
 
 def markdown(spec: ir.Node, params: int, dtype: str = "fp32", batches=(1, 32, 256)) -> str:
