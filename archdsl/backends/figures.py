@@ -27,8 +27,11 @@ def pyplot():
 
 
 def _png(plt, fig) -> bytes:
+    # Margins are laid out by the figures themselves (fixed, or constrained
+    # once): a "tight" bounding box measures every text again, which was most
+    # of a build's time on a small model.
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 
@@ -49,7 +52,10 @@ def section_bars(rep) -> bytes | None:
         for l in rep.layers:
             times[section_of(l.name)] += l.time(hw)
         panels.append((f"roofline time on {hw.name} (ms)", [times[k] * 1e3 for k in names]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.35 * len(names) + 1.2), sharey=True)
+    width = max(map(len, names)) * 0.07 + 0.3  # inches of the section names left of the first panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + width, 0.35 * len(names) + 1.2), sharey=True)
+    fig.subplots_adjust(left=width / fig.get_figwidth(), right=0.98, top=1 - 0.75 / fig.get_figheight(),
+                        bottom=0.3 / fig.get_figheight(), wspace=0.08)
     for ax, (title, values) in zip(axes, panels):
         ax.barh(range(len(names)), values, color="#4c72b0")
         ax.set_title(title, fontsize=9)
@@ -72,7 +78,7 @@ def roofline(rep) -> bytes | None:
     n = len(rep.hardware)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows + 0.5), squeeze=False)
     xs = [l.macs / l.bytes for l in layers] or [1.0]
     for ax, hw in zip(axes.flat, rep.hardware):
         lo = min(min(xs) / 2, hw.ridge_point / 20)
@@ -93,12 +99,14 @@ def roofline(rep) -> bytes | None:
         ax.set_yscale("log")
         ax.set_xlabel("operational intensity (MACs / byte)", fontsize=8)
         ax.set_ylabel("attainable MACs / s", fontsize=8)
-        ax.set_title(f"{hw.name}: ridge {hw.ridge_point:.3g} MACs/B; {len(no_macs)} layers without MACs "
+        ax.set_title(f"{hw.name}: ridge {hw.ridge_point:.3g} MACs/B\n{len(no_macs)} layers without MACs "
                      f"({100 * share:.0f}% of the time) not shown", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=6, ncol=2, loc="lower right")
     fig.suptitle(f"{rep.name}: roofline of every layer (dot area: share of the time)", fontsize=10)
-    fig.tight_layout()
+    height = fig.get_figheight()  # margins in inches: the title above, the axis labels below
+    fig.subplots_adjust(left=0.9 / fig.get_figwidth(), right=0.98, bottom=0.55 / height, top=1 - 0.95 / height,
+                        hspace=0.6, wspace=0.3)
     return _png(plt, fig)
