@@ -472,12 +472,8 @@ def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
     blocks: dict[str, str] = {}
     for name, node in nodes:
         t = type(node)
-        if t is ir.Op:  # most rows: _layer, inlined
-            kept = node.costed
-            if kept is not None and kept[0] == nbytes and kept[1] is node.attrs and kept[2] is node.in_shape:
-                items.append((name,) + kept[3])
-            else:
-                items.append((name,) + _op_row(node, nbytes))
+        if t is ir.Op:  # most rows
+            items.append((name,) + _op_row(node, nbytes))
         elif t is ir.Seq:
             if node.is_block and node.children:
                 items.append((name, _block_part(node.children, nbytes, dtype)))

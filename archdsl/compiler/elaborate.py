@@ -147,21 +147,18 @@ class Elaborator:
         values = self._bind_args(stmt.name, fields, stmt.args, env, stmt.loc, required)
         return self._make_op(stmt, tuple(values), tuple(values.values()), shape)
 
-    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape,
-                 key: tuple | None = None, layer: list | None = None) -> ir.Op:
-        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule.
-        `key`, `layer`: its _LAYERS key and entry, when the caller looked them up."""
+    def _make_op(self, stmt: A.Call, names: tuple, vals: tuple | list, shape: ir.Shape) -> ir.Op:
+        """Validate an op's arguments (`names` bound to `vals`) and apply its shape rule."""
         budget = self.budget
         budget.layers -= 1
         if budget.layers < 0:
             raise budget.too_many_layers(self, stmt.loc)
-        if key is None:
-            key = (stmt.name, _values_key(names, vals))
-            layer = _LAYERS.get(key)  # [attrs, {input shape: op}]
-            if layer is not None:
-                made = layer[1].get(shape)
-                if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
-                    return made
+        key = (stmt.name, _values_key(names, vals))
+        layer = _LAYERS.get(key)  # [attrs, {input shape: op}]
+        if layer is not None:
+            made = layer[1].get(shape)
+            if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
+                return made
         opdef = REGISTRY[stmt.name]
         if not opdef.joins and type(shape[0]) is tuple:
             raise self.error(f"'{stmt.name}' takes one tensor, but the value here is {len(shape)} tensors",
@@ -911,17 +908,7 @@ def _call(s: A.Call) -> Step:
             el.path.append(name)
             try:
                 vals = [arg(el, env) for arg in args]
-                # _make_op's memo hit, inlined: most layers of a network repeat one made before
-                key = (name, _values_key(names, vals))
-                layer = _LAYERS.get(key)
-                node = None if layer is None else layer[1].get(shape)
-                if node is None:
-                    node = el._make_op(s, names, vals, shape, key, layer)
-                else:
-                    budget = el.budget
-                    budget.layers -= 1
-                    if budget.layers < 0:
-                        raise budget.too_many_layers(el, s.loc)
+                node = el._make_op(s, names, vals, shape)
             finally:
                 el.path.pop()
             if sink.wires is None:  # sink.add, inlined: the hottest step

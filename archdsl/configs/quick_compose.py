@@ -43,17 +43,7 @@ def _load(path: str) -> tuple[dict, bool]:
         text = read_config_text(path)
         if "@package" in text:
             raise _Unsupported
-        try:
-            # Checked as it is loaded, before anything walks it (the cache's writer would).
-            data = yaml_data(text, lambda t: _check_size(_parse_yaml(t), path))
-        except RecursionError:
-            raise ArchError("the YAML nests too deeply", Loc(path, 1, 1), hint=budget.current().hint("nesting")) from None
-        except yaml.YAMLError as e:
-            raise yaml_error(e, path, text) from None
-        data = {} if data is None else data
-        if not isinstance(data, dict):
-            raise ArchError(f"a config file holds keys and values (a mapping), not {data!r:.40}",
-                            Loc(path, 1, 1))
+        data = config_mapping(text, path)
         if not isinstance(data.get("defaults", []), list):
             raise ArchError("`defaults` is a list: defaults: [base, _self_]", Loc(path, 1, 1))
         # (The hydra: section, which only Hydra reads, is left out: see expand.)
@@ -103,6 +93,22 @@ def yaml_error(e: Exception, path: str | None = None, text: str | None = None) -
     if text is not None:
         SOURCES[name] = text
     return ArchError(f"invalid YAML: {problem}", Loc(name, mark.line + 1, mark.column + 1))
+
+
+def config_mapping(text: str, path: str, what: str = "config file") -> dict:
+    """The mapping a config file (or a design space file) holds, read from its
+    `text`: bounded in nesting and aliases (checked as it is loaded, before
+    anything walks it: the cache's writer would), YAML errors located."""
+    try:
+        data = yaml_data(text, lambda t: _check_size(_parse_yaml(t), path))
+    except RecursionError:
+        raise ArchError("the YAML nests too deeply", Loc(path, 1, 1), hint=budget.current().hint("nesting")) from None
+    except yaml.YAMLError as e:
+        raise yaml_error(e, path, text) from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ArchError(f"a {what} holds keys and values (a mapping), not {data!r:.40}", Loc(path, 1, 1))
+    return data
 
 
 def _check_size(data, path: str):

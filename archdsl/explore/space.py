@@ -36,11 +36,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from archdsl.configs import quick_compose
-from archdsl.language import budget
 from archdsl.language.ast import Loc
 from archdsl.language.errors import ArchError, ConfigError
 from archdsl.language.resources import conf_dir
@@ -210,13 +208,4 @@ def _read(path: str) -> dict:
     except ArchError as e:
         e.loc = e.loc or Loc(path, 1, 1)  # the file's size: the whole file
         raise
-    try:
-        data = quick_compose._check_size(quick_compose._parse_yaml(text), path)
-    except RecursionError:
-        raise ArchError("the YAML nests too deeply", Loc(path, 1, 1), hint=budget.current().hint("nesting")) from None
-    except yaml.YAMLError as e:
-        raise quick_compose.yaml_error(e, path, text) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ArchError(f"a space file holds keys and values (a mapping), not {data!r:.40}", Loc(path, 1, 1))
-    return data
+    return quick_compose.config_mapping(text, path, "space file")
