@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from archdsl.compiler import ir
 from archdsl.language import ast as A
 from archdsl.language.budget import Budget
+from archdsl.language.bytecode import tiered, tiered_list
 from archdsl.language.caches import drop_oldest, process_cache
 from archdsl.language.errors import ArchError
-from archdsl.language.expr import InputShape, Tensor, _compile, bind, compiled, in_shape, iterate, type_name
+from archdsl.language.expr import InputShape, Tensor, bind, compiled, in_shape, iterate, type_name
 from archdsl.language.program import RESERVED, Program
 from archdsl.language.types import KNOWN as KNOWN_TYPES
 from archdsl.language.types import check_of, mismatch, unknown_types
@@ -106,7 +107,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ expressions
     def evaluate(self, e: A.Expr, env: dict) -> Any:
-        return compiled(e, self.cache)(self, env)
+        return compiled(e, self.cache, tiered)(self, env)
 
     # ------------------------------------------------------------ calls
     def _bind_args(self, what: str, params: list[str], args: list[A.Arg], env: dict, loc: A.Loc,
@@ -323,7 +324,8 @@ class Elaborator:
     def _flags(self, kind: str, args: list[A.Arg], env, allowed: dict[str, Any], loc) -> dict:
         plan = self.cache.get(id(args), _NOT_YET)  # the argument list is the running definition's
         if plan is _NOT_YET:
-            plan = self.cache[id(args)] = _arg_plan(list(allowed), set(), args)
+            plan = _arg_plan(list(allowed), set(), args)
+            plan = self.cache[id(args)] = None if plan is None else [(p, tiered(e)) for p, e in plan]
         if plan is None:  # they do not bind: _bind_args says why
             values = self._bind_args(kind, list(allowed), args, env, loc, set())
             return {k: values.get(k, v) for k, v in allowed.items()}
@@ -721,7 +723,7 @@ def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, An
     hit = cache.get(id(d))
     if hit is None:
         hit = cache[id(d)] = ([p.name for p in d.params], {p.name for p in d.params if p.default is None},
-                              [(p.name, None if p.default is None else _compile(p.default)) for p in d.params])
+                              [(p.name, None if p.default is None else tiered(p.default)) for p in d.params])
     return hit
 
 
@@ -813,7 +815,7 @@ def _structural(s: A.Stmt) -> Step:
 
 
 def _let(s: A.Let) -> Step:
-    value = _compile(s.value)
+    value = tiered(s.value)
     if type(s.target) is str:
         name = s.target
 
@@ -829,7 +831,7 @@ def _let(s: A.Let) -> Step:
 
 
 def _if(s: A.If) -> Step:
-    test = _compile(s.test)
+    test = tiered(s.test)
     branches: dict[bool, tuple[Step, ...]] = {}  # compiled when first taken: many never are
 
     def if_(el, env, shape, sink):
@@ -844,7 +846,7 @@ def _if(s: A.If) -> Step:
 
 
 def _for(s: A.For) -> Step:
-    iterable, body = _compile(s.iterable), _steps(s.body)
+    iterable, body = tiered(s.iterable), _steps(s.body)
 
     def for_(el, env, shape, sink):
         items = iterate(el, iterable(el, env), s.iterable.loc)
@@ -876,7 +878,7 @@ def _repeat(s: A.Repeat) -> Step:
 
 
 def _arg_plan(params: list[str], required: set[str], args: list[A.Arg]) -> list | None:
-    """(parameter, compiled argument) in evaluation order, when the arguments
+    """(parameter, argument expression) in evaluation order, when the arguments
     bind cleanly; None when they do not (Elaborator._bind_args says why)."""
     positional = [a for a in args if a.name is None]
     named = [a for a in args if a.name is not None]
@@ -885,7 +887,7 @@ def _arg_plan(params: list[str], required: set[str], args: list[A.Arg]) -> list 
     if (len(positional) > len(params) or any(a.name not in params for a in named)
             or len(set(names)) != len(names) or not required <= set(names)):
         return None
-    return [(p, _compile(a.value)) for p, a in zip(bound + [a.name for a in named], positional + named)]
+    return [(p, a.value) for p, a in zip(bound + [a.name for a in named], positional + named)]
 
 
 def _call(s: A.Call) -> Step:
@@ -899,7 +901,7 @@ def _call(s: A.Call) -> Step:
         plan = _arg_plan(*_signature(name), s.args)
         if plan is None:
             return generic
-        names, args = tuple([p for p, _ in plan]), [a for _, a in plan]
+        names, args = tuple([p for p, _ in plan]), tiered_list([e for _, e in plan])
 
         def op(el, env, shape, sink):
             nodes = sink.nodes
@@ -907,8 +909,7 @@ def _call(s: A.Call) -> Step:
                 el._need_nodes(sink, s.loc, what)
             el.path.append(name)
             try:
-                vals = [arg(el, env) for arg in args]
-                node = el._make_op(s, names, vals, shape)
+                node = el._make_op(s, names, args(el, env), shape)
             finally:
                 el.path.pop()
             if sink.wires is None:  # sink.add, inlined: the hottest step
@@ -931,11 +932,12 @@ def _call(s: A.Call) -> Step:
                 plans.clear()
             params, required, _ = _params_of(d)
             plan = _arg_plan(params, required, s.args)
-            hit = plans[id(d)] = (d, None, None) if plan is None else (d, tuple([p for p, _ in plan]), [a for _, a in plan])
+            hit = plans[id(d)] = (d, None, None) if plan is None else (d, tuple([p for p, _ in plan]),
+                                                                  tiered_list([e for _, e in plan]))
         _, names, args = hit
         if names is None or d.kind != "block":
             return generic(el, env, shape, sink)  # it raises, or binds the arguments the long way
-        vals = [arg(el, env) for arg in args]
+        vals = args(el, env)
         role = "block" if sink.what == "stage" else None
         label = f"blocks.{len(nodes)} ({name})" if role else name
         node = el._enter_block(s, d, names, vals, shape, role, label)

@@ -5,7 +5,8 @@ expression it meets; elaboration meets tens of thousands per network. Each
 AST expression is therefore turned, once, into a closure `fn(el, env)` that
 calls its operands' closures directly. Nothing is generated as source text
 and nothing is `eval`ed: the closures are ordinary nested functions over the
-whitelisted builtins. `el` is the running elaborator, used only to raise
+whitelisted builtins. (bytecode.py compiles hot expressions further, and
+falls back to these closures for every error.) `el` is the running elaborator, used only to raise
 located errors (its path names the network, stage, block and op).
 """
 from __future__ import annotations
