@@ -12,10 +12,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 # a temporary folder, never in the user's ~/.cache; set before archdsl is used.
 _CACHE_DIR = tempfile.mkdtemp(prefix="archdsl-test-cache-")
 os.environ["ARCHDSL_CACHE_DIR"] = _CACHE_DIR
+# Nor do the user's own presets (~/.config/archdsl: hardware `archc calibrate`
+# measured, say) take part: the tests see the bundled configs only.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="archdsl-test-config-")
+os.environ["ARCHDSL_CONFIG_DIR"] = _CONFIG_DIR
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+    shutil.rmtree(_CONFIG_DIR, ignore_errors=True)
 
 
 @pytest.fixture
