@@ -595,6 +595,9 @@ def worker(mem_mb: int, seconds: float) -> None:
     import archdsl.api  # noqa: F401
     import torch  # noqa: F401
     torch.set_num_threads(1)
+    if os.environ.get("FUZZ_PROMOTE_AFTER"):  # --promote-after: the compiled tier from the first evaluations
+        from archdsl.language import bytecode
+        bytecode.PROMOTE_AFTER = int(os.environ["FUZZ_PROMOTE_AFTER"])
     with open("/proc/self/status") as f:
         vm = next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmSize:"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + mem_mb * 2**20, resource.RLIM_INFINITY))
@@ -718,7 +721,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="time limit of one case")
     p.add_argument("--mem-mb", type=int, default=1024, help="memory a case may add to the worker's")
     p.add_argument("--out", help="write the results (JSON) here too")
+    p.add_argument("--promote-after", type=int,
+                   help="compile expressions to bytecode after this many evaluations (archdsl.language.bytecode; "
+                        "1: every expression runs compiled, so each error takes the fallback to the closures)")
     a = p.parse_args()
+    if a.promote_after:
+        os.environ["FUZZ_PROMOTE_AFTER"] = str(a.promote_after)
     started = time.perf_counter()
     results = run(cases(a.cases, a.seed) + explore_cases(a.explore_cases, a.seed), a.mem_mb, a.seconds,
                   progress=True)
