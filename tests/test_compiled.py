@@ -74,7 +74,12 @@ def test_a_definition_pickles_without_its_closures_and_elaborates_the_same(progr
     assert shapes(elaborate(copy, {})) == spec
 
 
-def test_a_dropped_tree_leaves_no_reference_cycles(program):
+@pytest.mark.parametrize("promote", [None, 1])
+def test_a_dropped_tree_leaves_no_reference_cycles(program, promote, monkeypatch):
+    """Also with every expression compiled to bytecode (language/bytecode.py)."""
+    if promote:
+        from archdsl.language import bytecode
+        monkeypatch.setattr(bytecode, "PROMOTE_AFTER", promote)
     gc.collect()
     was = gc.isenabled()
     gc.disable()

@@ -347,12 +347,16 @@ def _function(body: ast.expr, gen: _Gen, slow: Fn):
                                                           kwonlyargs=[], kw_defaults=[], defaults=[]),
                          body=[ast.Assign([_name("_steps", False)], steps),
                                ast.Try([*reads, ast.Return(body)], [handler], [], [])], decorator_list=[])
-    module = ast.fix_missing_locations(ast.Module([fn], []))
+    module = ast.Module([fn], [])
+    for node in ast.walk(module):  # one location for all (ast.fix_missing_locations leaves a cycle behind)
+        if "lineno" in node._attributes:
+            node.lineno = node.end_lineno = 1
+            node.col_offset = node.end_col_offset = 0
     with warnings.catch_warnings():  # Python's hints on constant operands ('x'[1.5]): the closure says why
         warnings.simplefilter("ignore")
         code = compile(module, "<archdsl expression>", "exec")
     exec(code, gen.globals)  # a tree we built; see the docstring
-    return gen.globals["_fast"]
+    return gen.globals.pop("_fast")  # not left in its own globals: no cycle, freed with its tree
 
 
 def fast(e: A.Expr, slow: Fn | None = None) -> Fn | None:
