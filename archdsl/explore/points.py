@@ -15,7 +15,7 @@ import yaml
 
 from archdsl.api import Compiled, check_params, compile_config
 from archdsl.build import _write as write_atomic
-from archdsl.backends.cost import costed
+from archdsl.backends.cost import costed, report
 from archdsl.build import costs
 from archdsl.compiler import ir
 from archdsl.compiler.elaborate import elaborate
@@ -78,6 +78,7 @@ class Base:
         self.program = load_program(find_recipe(self.cfg.recipe, roots), roots)
         self.network = self.program.network(self.cfg.network)
         self.param_names = [p.name for p in self.network.params]
+        self.hardware = self.cfg.hardware_list()  # made once: every point's report takes the same
 
     def check(self, keys, overrides=()) -> None:
         """Every key must be a parameter of the network (a user error otherwise)."""
@@ -119,7 +120,9 @@ class Base:
         A search rejects most samples so, having elaborated part of them."""
         try:
             c = self.compiled(point, bounds)
-            res = {"status": "ok", "name": self.cfg.name, **costs(c.report())}
+            cfg = c.config
+            res = {"status": "ok", "name": cfg.name,
+                   **costs(report(c.spec, cfg.name, cfg.dtype, self.hardware, deployed=cfg.deploy))}
             if stages:
                 res["stages"] = stage_count(c.spec)
             return res
