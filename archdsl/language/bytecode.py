@@ -138,6 +138,15 @@ def _iter_unpack(el, v, shape):
     return v
 
 
+def _iter_flat(el, v, n: int):
+    """_iter_unpack into n names (the common `for (w, d) in ...`)."""
+    v = _iter(el, v)
+    for item in v:
+        if (type(item) is not tuple and type(item) is not list) or len(item) != n:
+            raise _Slow
+    return v
+
+
 def _in(el, seq):
     """The right side of `in`, its length charged when it is a sequence."""
     if type(seq) in _SEQ:
@@ -162,7 +171,7 @@ def _call_kw(el, fn, args, kwargs):
 
 
 _HELPERS = {f.__name__: f for f in (_slow, _lim, _add, _sub, _mul, _pow, _neg, _pos, _attr, _slice, _iter,
-                                    _iter_unpack, _in, _call, _call_kw)}
+                                    _iter_unpack, _iter_flat, _in, _call, _call_kw)}
 _OPS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "//": ast.FloorDiv, "%": ast.Mod,
         "**": ast.Pow}
 _GROWS = {"+": "_add", "-": "_sub", "*": "_mul", "**": "_pow"}
@@ -326,8 +335,12 @@ class _Gen:
             return ast.Tuple([p for p, _ in parts], ast.Store()), tuple(s for _, s in parts)
         items = self.expr(e.iterable, scope, False)  # no temporaries in an iterable (Python forbids them)
         tgt, shape = target(e.target)
-        items = (_call_of("_iter", _name("el"), items) if shape is None
-                 else _call_of("_iter_unpack", _name("el"), items, self.bound(shape)))
+        if shape is None:
+            items = _call_of("_iter", _name("el"), items)
+        elif all(s is None for s in shape):
+            items = _call_of("_iter_flat", _name("el"), items, ast.Constant(len(shape)))
+        else:
+            items = _call_of("_iter_unpack", _name("el"), items, self.bound(shape))
         ifs = [] if e.condition is None else [self.expr(e.condition, inner, walrus)]
         return ast.ListComp(self.expr(e.element, inner, walrus), [ast.comprehension(tgt, items, ifs, 0)])
 
