@@ -77,13 +77,14 @@ def test_calibrated_preset_is_read_back_and_used(user_conf):
     mem = {"conv": 0.2, "elementwise": 1.5}
     half = {"conv": 30.0}
     curve = {2 ** 20: 4e10, 2 ** 24: 1e10}  # bytes moved: bytes/s
+    wbw = {"conv": 3e9}  # bytes/s preparing a conv's weights
     c = calib.Calibration("mybox", "cpu", 1, "fp32", 1e11, 1e10, over, eff, 0.0, mem_efficiency=mem,
-                          half_pixels=half, bw_curve=curve)
+                          half_pixels=half, bw_curve=curve, weight_bw=wbw)
     (user_conf / "hardware" / "mybox.yaml").write_text(c.yaml())
     rep = cost("resnet18", ["hardware=mybox", "params.res=64"])
     (hw,) = rep.hardware
-    assert (hw.name, hw.efficiency, hw.overhead, hw.mem_efficiency, hw.half_pixels, hw.bw_curve) == (
-        "mybox", eff, over, mem, half, curve)
+    assert (hw.name, hw.efficiency, hw.overhead, hw.mem_efficiency, hw.half_pixels, hw.bw_curve, hw.weight_bw) == (
+        "mybox", eff, over, mem, half, curve, wbw)
 
     def bw_at(moved):  # the curve, log-interpolated, its ends held
         if moved <= 2 ** 20:
@@ -93,16 +94,19 @@ def test_calibrated_preset_is_read_back_and_used(user_conf):
         return 4e10 + (1e10 - 4e10) * math.log2(moved / 2 ** 20) / 4
 
     def by_hand(batch):
-        # max(MACs / (peak e) (1 + (p / pixels)^2), bytes / (bw(bytes) m)) + overhead, over the layers
+        # max(MACs / (peak e) (1 + (p / pixels)^2), bytes / (bw(bytes) m)) + overhead, over the layers; a class
+        # with w: its weights out of bytes, weights / w added
         want = 0.0
         for l in rep.layers:
             macs, moved = l.macs * batch, l.weight_bytes + l.act_bytes * batch
             if macs or moved:
                 e = eff.get(l.op_class, 1.0)
+                acts = moved - l.weight_bytes if l.op_class in wbw else moved
                 px = l.out_shape[1] * l.out_shape[2]
                 slow = 1 + (half.get(l.op_class, 0) / px) ** 2 if px > 1 else 1  # a 1x1 map: a matrix product
                 want += max(macs / (1e11 * e) * slow,
-                            moved / (bw_at(moved) * mem.get(l.op_class, e))) + over.get(l.op_class, 0.0)
+                            acts / (bw_at(moved) * mem.get(l.op_class, e))) + over.get(l.op_class, 0.0)
+                want += l.weight_bytes / wbw[l.op_class] if l.op_class in wbw else 0.0
         return want
     assert rep.roofline(hw) == pytest.approx(by_hand(1), rel=1e-12)
     assert rep.rooflines()["mybox"] == pytest.approx(by_hand(1), rel=1e-12)
@@ -112,31 +116,34 @@ def test_calibrated_preset_is_read_back_and_used(user_conf):
 
 
 def test_calibrate_measures_and_writes_a_preset(one_thread, user_conf):
-    # fewer runs, two kernels a class, no context layers: quicker; the test process's heap left as it is
+    # fewer runs, two kernels a class, no context layers, weights left in cache: quicker; the test
+    # process's heap left as it is
     two = {cls: ks[:2] for cls, ks in calib.KERNELS.items()}
-    c = calib.calibrate("quick", min_time=0.0, context=False, steady=False, kernels=two)
+    c = calib.calibrate("quick", min_time=0.0, context=False, steady=False, kernels=two, cold_weights=False)
     assert c.peak_macs > 1e8 and c.mem_bw > 1e8 and c.clock == "thread"
-    assert set(c.efficiency) == set(c.overhead) == set(c.mem_efficiency) == set(c.half_pixels) == set(OP_CLASSES)
+    assert (set(c.efficiency) == set(c.overhead) == set(c.mem_efficiency) == set(c.half_pixels) == set(c.weight_bw)
+            == set(OP_CLASSES))
     assert all(v > 0 for v in c.efficiency.values()) and all(v >= 0 for v in c.overhead.values())
     assert len(c.bw_curve) == 10 and all(v > 0 for v in c.bw_curve.values())
     data = yaml.safe_load(c.yaml())
     assert set(data["quick"]) == {"peak_macs", "mem_bw", "overhead", "efficiency", "mem_efficiency", "half_pixels",
-                                  "bw_curve", "note"}
+                                  "bw_curve", "weight_bw", "note"}
     # every kernel at both batch sizes, with what the fitted formula gives it
     assert len(c.detail) == 2 * 2 * len(OP_CLASSES)
     assert all(r["fitted_s"] > 0 and r["measured_s"] > 0 for r in c.detail)
 
 
 def test_fit_recovers_the_formula_by_hand():
-    # seconds made by the formula itself, with e = 0.5, m = 2, p = 16, overhead 5 µs
+    # seconds made by the formula itself, with e = 0.5, m = 2, p = 16, w = 4 GB/s, overhead 5 µs
     peak, bw = 1e11, 1e10
     pts = []
-    for macs, moved, px in [(1e6, 1e4, 1), (1e7, 1e5, 4), (1e8, 1e6, 64), (1e9, 1e7, 3136), (1e3, 1e7, 3136),
-                            (1e4, 1e6, 196), (5e8, 2e5, 49)]:
+    for macs, moved, wb, px in [(1e6, 1e4, 1e3, 1), (1e7, 1e5, 1e4, 4), (1e8, 1e6, 1e5, 64), (1e9, 1e7, 1e6, 3136),
+                                (1e3, 1e7, 0, 3136), (1e4, 1e6, 0, 196), (5e8, 2e5, 1e5, 49),
+                                (1e7, 1e7, 1e7, 4), (8e7, 1.1e7, 1e7, 4)]:
         slow = 1 + (16 / px) ** 2 if px > 1 else 1
-        pts.append((macs, moved, px, max(macs / (peak * 0.5) * slow, moved / (bw * 2)) + 5e-6))
-    e, m, p, o = calib.fit(pts, peak, lambda moved: bw)
-    assert (e, m, p, o * 1e6) == pytest.approx((0.5, 2.0, 16.0, 5.0), rel=0.03)
+        pts.append((macs, moved, wb, px, max(macs / (peak * 0.5) * slow, (moved - wb) / (bw * 2)) + wb / 4e9 + 5e-6))
+    e, m, p, w, o = calib.fit(pts, peak, lambda moved: bw)
+    assert (e, m, p, w / 1e9, o * 1e6) == pytest.approx((0.5, 2.0, 16.0, 4.0, 5.0), rel=0.03)
 
 
 def test_thread_clock_and_steady_heap():

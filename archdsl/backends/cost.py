@@ -65,6 +65,7 @@ class Hardware:
     mem_efficiency: dict[str, float] = field(default_factory=dict)
     half_pixels: dict[str, float] = field(default_factory=dict)
     bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s (caches), measured
+    weight_bw: dict[str, float] = field(default_factory=dict)  # per op class: bytes/s preparing weights per call
 
     @property
     def ridge_point(self) -> float:
@@ -86,13 +87,15 @@ class Hardware:
             return (self.peak_macs, self.mem_bw)
         return (self.peak_macs, self.mem_bw, tuple(sorted(self.efficiency.items())),
                 tuple((c, self.overhead_of(c)) for c in OP_CLASSES), tuple(sorted(self.mem_efficiency.items())),
-                tuple(sorted(self.half_pixels.items())), tuple(sorted(self.bw_curve.items())))
+                tuple(sorted(self.half_pixels.items())), tuple(sorted(self.bw_curve.items())),
+                tuple(sorted(self.weight_bw.items())))
 
     @cached_property
     def calibrated_machine(self) -> tuple:
         """latency.seconds's figures of this machine."""
         return latency.machine(self.peak_macs, self.mem_bw, self.efficiency, self.mem_efficiency,
-                               {c: self.overhead_of(c) for c in OP_CLASSES}, self.half_pixels, self.bw_curve.items())
+                               {c: self.overhead_of(c) for c in OP_CLASSES}, self.half_pixels, self.bw_curve.items(),
+                               self.weight_bw)
 
 
 # Op classes of the calibrated roofline: kernels of one class reach a similar
@@ -155,7 +158,7 @@ class Layer:
         macs, moved = self.macs * batch, self.weight_bytes + self.act_bytes * batch
         if not hw.calibrated:
             return max(macs / hw.peak_macs, moved / hw.mem_bw)
-        return latency.seconds(macs, moved, self.op_class, self.out_shape, hw.calibrated_machine)
+        return latency.seconds(macs, moved, self.op_class, self.out_shape, hw.calibrated_machine, self.weight_bytes)
 
 
 @dataclass
@@ -251,7 +254,8 @@ class Part:
     def _calibrated_times(self, machines: tuple) -> list[float]:
         """Part.times with calibrated machines: latency.seconds per layer."""
         t = [0.0] * len(machines)
-        full = [latency.machine(m[0], m[1], dict(m[2]), dict(m[4]), dict(m[3]), dict(m[5]), m[6]) if len(m) > 2
+        full = [latency.machine(m[0], m[1], dict(m[2]), dict(m[4]), dict(m[3]), dict(m[5]), m[6], dict(m[7]))
+                if len(m) > 2
                 else latency.machine(m[0], m[1], {}, {}, {}, {}) for m in machines]
         for it in self.items:
             if len(it) == 2:
@@ -259,7 +263,7 @@ class Part:
                     t[i] += s
                 continue
             for i, m in enumerate(full):
-                t[i] += latency.seconds(it[5], it[7] + it[8], it[10], it[3], m)
+                t[i] += latency.seconds(it[5], it[7] + it[8], it[10], it[3], m, it[7])
         self._times[machines] = t
         return t
 

@@ -2,18 +2,25 @@
 `archc calibrate` measured (cost.Hardware with efficiencies; the cost report's
 Layer.time and Part.times call it, so a report and a sweep agree).
 
-    time = max(MACs / (peak · e) · (1 + (p / pixels)²), bytes / (bw(bytes) · m)) + overhead
+    time = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m))
+           + weights / w + overhead
 
 bw(bytes): the machine's copy bandwidth when `bytes` are moved, read from its
 measured curve (caches hold a small layer's tensors: a few MB move several
-times faster than a stream from memory), or mem_bw without one. e, m, p and
+times faster than a stream from memory), or mem_bw without one. e, m, p, w and
 overhead are those of the layer's op class (cost.OP_CLASSES): e the share of
 peak MAC/s its kernels reach; m the share of bw; p the output pixels per
 image (H·W; tokens) at which its kernels compute at half their speed on
 large maps: small maps run far below peak on CPUs, and squared as measured
 (oneDNN's 1x1 convs, one thread of an EPYC: 3.3 GMAC/s on 2x2 maps, 20 on
 4x4, 31 on 7x7, 40 on large ones, at batch 1 and 8 alike; a 1x1 map, as
-in squeeze-excite, is a matrix product: 9 GMAC/s); overhead the seconds a
+in squeeze-excite, is a matrix product: 9 GMAC/s); w the bytes/s at which
+its kernels read and prepare their weights on every call, whatever the batch,
+apart from the activations (oneDNN reorders a 3x3 conv's weights into its
+blocked layout, at 3-5 GB/s on one EPYC thread: 3 ms of a 512-channel 3x3
+conv's 3.1 ms on a 2x2 map, at batch 1 and 8 alike; a weight-standardized
+conv standardizes them first); a class without w (a preset of an earlier
+`archc calibrate`) keeps its weights in `bytes`. overhead: the seconds a
 layer costs whatever its size (module call, dispatch, launch).
 """
 from __future__ import annotations
@@ -51,21 +58,25 @@ def bandwidth_at(moved: float, curve: tuple, default: float) -> float:
 
 
 def machine(peak: float, bw: float, efficiency: dict, mem_efficiency: dict, overhead: dict,
-            half_pixels: dict, bw_curve=()) -> tuple:
-    """What seconds() takes (absent classes: e = 1, m = e, p = 0, overhead 0)."""
-    return peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve))
+            half_pixels: dict, bw_curve=(), weight_bw: dict | None = None) -> tuple:
+    """What seconds() takes (absent classes: e = 1, m = e, p = 0, no weight
+    preparation, overhead 0)."""
+    return peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve)), weight_bw or {}
 
 
-def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple) -> float:
-    """One layer's seconds (`macs` and `moved`: the batch's; see the module
-    docstring); a layer that does nothing (identity: no MACs, no bytes) runs
-    no kernel and costs nothing."""
+def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple, weights: float = 0.0) -> float:
+    """One layer's seconds (`macs` and `moved`: the batch's; `weights`: its
+    weight bytes, part of `moved`; see the module docstring); a layer that
+    does nothing (identity: no MACs, no bytes) runs no kernel and costs nothing."""
     if not macs and not moved:
         return 0.0
-    peak, bw, eff, mem, over, half, curve = m
+    peak, bw, eff, mem, over, half, curve, wbw = m
     e = eff.get(op_class, 1.0)
     compute = macs / (peak * e)
     p = half.get(op_class)
     if p:
         compute *= small_map(p, pixels(out_shape))
-    return max(compute, moved / (bandwidth_at(moved, curve, bw) * mem.get(op_class, e))) + over.get(op_class, 0.0)
+    w = wbw.get(op_class)
+    acts, prepare = (moved - weights, weights / w) if w else (moved, 0.0)
+    return (max(compute, acts / (bandwidth_at(moved, curve, bw) * mem.get(op_class, e))) + prepare
+            + over.get(op_class, 0.0))

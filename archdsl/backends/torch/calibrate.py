@@ -2,15 +2,19 @@
 write a hardware preset the cost model uses (cost.Hardware's calibrated form,
 archdsl/backends/latency.py):
 
-    time of a layer = max(MACs / (peak · e) · (1 + (p / pixels)²), bytes / (bw(bytes) · m)) + overhead
+    time of a layer = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m))
+                      + weights / w + overhead
 
 peak: the best MAC/s of dense GEMMs and convs; bw(bytes): copy bandwidth
 when that many bytes move (a measured curve: caches, then memory). Per op
 class (cost.OP_CLASSES), e (the share of peak its kernels reach), m (the
 share of bw), p (the output pixels per image at which they compute at half
-speed) and overhead (seconds per layer whatever its size: module call,
-dispatch, kernel launch) are fitted to the class's micro-benchmarks: typical
-layers from tiny to large, each at batch 1 and 8, and a tiny layer, each
+speed), w (the bytes/s at which they read and prepare their weights on each
+call, whatever the batch: oneDNN's reorder of a conv's weights, a weight-
+standardized conv's standardization) and overhead (seconds per layer
+whatever its size: module call, dispatch, kernel launch) are fitted to the
+class's micro-benchmarks: typical layers from tiny to large (large weights
+on small maps among them), each at batch 1 and 8, and a tiny layer, each
 timed after other typical layers (CONTEXT), as in a network. The fit
 minimizes the squared log error of the formula over them, so small layers,
 which run far below peak, weigh as much as large ones. Every kernel is an IR
@@ -54,21 +58,25 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
     "conv": _convs(stem=(32, 3, 2, 1, (3, 224, 224)), stem7=(64, 7, 2, 1, (3, 160, 160)),
                    a=(32, 3, 1, 1, (32, 112, 112)), b=(64, 3, 1, 1, (64, 56, 56)), c=(128, 3, 1, 1, (128, 28, 28)),
                    d=(256, 3, 2, 1, (128, 28, 28)), e=(256, 3, 1, 1, (256, 14, 14)), f=(512, 3, 1, 1, (512, 7, 7)),
-                   g=(512, 3, 1, 1, (512, 2, 2)), h=(16, 3, 1, 1, (16, 16, 16))),
+                   g=(512, 3, 1, 1, (512, 2, 2)), h=(16, 3, 1, 1, (16, 16, 16)), i=(256, 3, 1, 1, (256, 6, 6)),
+                   j=(512, 3, 1, 1, (512, 3, 3))),
     "conv1x1": _convs(a=(96, 1, 1, 1, (16, 112, 112)), b=(256, 1, 1, 1, (64, 56, 56)),
                       c=(64, 1, 1, 1, (256, 56, 56)), d=(128, 1, 1, 1, (512, 28, 28)),
                       e=(160, 1, 1, 1, (960, 7, 7)), f=(1280, 1, 1, 1, (320, 7, 7)),
                       g=(512, 1, 1, 1, (2048, 2, 2)), h=(16, 1, 1, 1, (32, 14, 14)), i=(384, 1, 1, 1, (1536, 37, 1)),
+                      j=(40, 1, 1, 1, (24, 56, 56)),
                       se=(512, 1, 1, 1, (2048, 1, 1))),
     "depthwise": _convs(a=(32, 3, 1, "dw", (32, 112, 112)), b=(96, 3, 2, "dw", (96, 112, 112)),
                         c=(144, 3, 1, "dw", (144, 56, 56)), d=(240, 5, 1, "dw", (240, 28, 28)),
                         e=(480, 3, 1, "dw", (480, 14, 14)), f=(672, 5, 2, "dw", (672, 14, 14)),
                         g=(960, 3, 1, "dw", (960, 7, 7)), h=(768, 7, 1, "dw", (768, 3, 3)),
-                        i=(16, 3, 1, "dw", (16, 16, 16))),
+                        i=(16, 3, 1, "dw", (16, 16, 16)), j=(24, 3, 1, "dw", (24, 112, 112)),
+                        k=(40, 5, 2, "dw", (40, 56, 56)), l=(12, 3, 1, "dw", (12, 56, 56))),
     "grouped": _convs(a=(128, 3, 1, 32, (128, 56, 56)), b=(256, 3, 1, 32, (256, 28, 28)),
                       c=(512, 3, 1, 32, (512, 14, 14)), d=(1024, 3, 1, 32, (1024, 7, 7)),
                       e=(240, 1, 1, 3, (240, 28, 28)), f=(224, 3, 1, 14, (224, 28, 28)),
-                      g=(1024, 3, 1, 64, (1024, 2, 2)), h=(48, 3, 2, 6, (48, 56, 56))),
+                      g=(1024, 3, 1, 64, (1024, 2, 2)), h=(48, 3, 2, 6, (48, 56, 56)),
+                      i=(1024, 3, 1, 32, (1024, 3, 3))),
     "gemm": [("linear", dict(out=1000), (1280, 1, 1)), ("linear", dict(out=1000), (2048, 1, 1)),
              ("linear", dict(out=1000), (320, 1, 1)), ("linear", dict(out=128), (512, 1, 1)),
              ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64))),
@@ -78,16 +86,13 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
         ("ws_conv", dict(out=16, k=3, stride=2), (3, 192, 192)), ("ws_conv", dict(out=64, k=3), (32, 96, 96)),
         ("ws_conv", dict(out=256, k=1), (128, 24, 24)), ("ws_conv", dict(out=128, k=1), (256, 24, 24)),
         ("ws_conv", dict(out=256, k=3, groups=2), (256, 24, 24)), ("ws_conv", dict(out=1536, k=1), (768, 6, 6)),
-        ("ws_conv", dict(out=768, k=3, groups=6), (768, 6, 6)), ("ws_conv", dict(out=3072, k=1), (1536, 2, 2)))],
-    "gemm": [("linear", dict(out=1000), (1280, 1, 1)), ("linear", dict(out=1000), (2048, 1, 1)),
-             ("linear", dict(out=1000), (320, 1, 1)), ("linear", dict(out=128), (512, 1, 1)),
-             ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64))),
-             ("matmul", {}, ((4, 64, 32), (4, 32, 64))),
-             ("mhsa", dict(heads=6), (384, 197, 1)), ("mhsa", dict(heads=6), (384, 37, 1))],
+        ("ws_conv", dict(out=768, k=3, groups=6), (768, 6, 6)), ("ws_conv", dict(out=3072, k=1), (1536, 2, 2)),
+        ("ws_conv", dict(out=1536, k=3, groups=12), (1536, 3, 3)))],
     "elementwise": [("relu", {}, (64, 112, 112)), ("bn", {}, (64, 56, 56)), ("add", {}, ((256, 28, 28),) * 2),
                     ("hard_swish", {}, (96, 28, 28)), ("bn", {}, (960, 7, 7)), ("bn", {}, (96, 112, 112)),
                     ("mul", {}, ((240, 28, 28), (240, 1, 1))), ("relu", {}, (512, 2, 2)),
-                    ("add", {}, ((2048, 2, 2),) * 2), ("relu6", {}, (144, 56, 56))],
+                    ("add", {}, ((2048, 2, 2),) * 2), ("relu6", {}, (144, 56, 56)), ("bn", {}, (24, 112, 112)),
+                    ("relu", {}, (40, 56, 56)), ("bn", {}, (120, 28, 28))],
     "smooth_act": [("silu", {}, (96, 112, 112)), ("silu", {}, (240, 28, 28)), ("silu", {}, (1152, 7, 7)),
                    ("gelu", {}, (1536, 197, 1)), ("gelu", {}, (160, 56, 56)), ("sigmoid", {}, (480, 14, 14)),
                    ("sigmoid", {}, (480, 1, 1)), ("gelu", {}, (3072, 2, 2))],
@@ -125,6 +130,7 @@ class Calibration:
     steady_heap: bool = False
     half_pixels: dict[str, float] = field(default_factory=dict)  # per op class: output pixels at half speed
     bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s
+    weight_bw: dict[str, float] = field(default_factory=dict)  # per op class: bytes/s preparing weights per call
 
     def yaml(self) -> str:
         def flow(d: dict) -> str:
@@ -135,9 +141,10 @@ class Calibration:
                 f"{time.strftime('%Y-%m-%d')}")
         return (f"# Measured by `archc calibrate` on this machine ({platform.node()}, {platform.processor() or platform.machine()}).\n"
                 f"# Choose it with `hardware={self.name}`. Time of a layer (archdsl/backends/latency.py):\n"
-                f"# max(MACs / (peak_macs * e) * (1 + (p / output pixels)^2), bytes / (bw(bytes) * m)) + overhead,\n"
-                f"# bw from bw_curve; e (efficiency), m (mem_efficiency), p (half_pixels) and overhead of the\n"
-                f"# layer's op class.\n"
+                f"# max(MACs / (peak_macs * e) * (1 + (p / output pixels)^2), (bytes - weights) / (bw(bytes) * m))\n"
+                f"# + weights / w + overhead, bw from bw_curve; e (efficiency), m (mem_efficiency), p (half_pixels),\n"
+                f"# w (weight_bw; a class without it: weights among the bytes, no term of their own) and\n"
+                f"# overhead of the layer's op class.\n"
                 f"{self.name}:\n"
                 f"  peak_macs: {self.peak_macs:.4g}     # MAC/s, best dense GEMM / conv\n"
                 f"  mem_bw: {self.mem_bw:.4g}        # bytes/s, streaming copy\n"
@@ -146,6 +153,7 @@ class Calibration:
                 f"  mem_efficiency: {flow(self.mem_efficiency)}\n"
                 f"  half_pixels: {flow(self.half_pixels)}\n"
                 f"  bw_curve: {flow(self.bw_curve)}  # bytes moved: bytes/s\n"
+                f"  weight_bw: {flow(self.weight_bw)}  # bytes/s\n"
                 f"  note: \"{note}\"\n")
 
 
@@ -194,25 +202,30 @@ def _context(device: str, dtype: torch.dtype):
 
 
 def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time: float, cold: bool = False,
-             clock: str = "wall", before=None) -> float:
+             clock: str = "wall", before=None, cold_weights: bool = True) -> float:
     """Median seconds of one call, each after `before(i)` (the context:
-    _context) when given. `cold` (a CPU): each call takes the next of
-    several copies of the layer and its input, together larger than the
-    caches, so that nothing is found in cache; by default the layer runs on
-    one input, as in a network, where a layer reads what the layer before it
-    has just written."""
+    _context) when given. On a CPU each call takes the next of several
+    copies of the layer, their weights together larger than the caches, so
+    that its weights come from memory, as in a network, which last read them
+    a whole forward pass ago (in a loop over one copy, a classifier's 5 MB of
+    weights stay in cache: 3x faster than in a network); its input is one
+    tensor, as a network's layer reads what the layer before it has just
+    written, or, `cold`, the next of as many copies: nothing in cache."""
     n = 1
-    if cold and device == "cpu":
-        per = sum(ir.numel(s) for s in ir.shapes(node.in_shape)) * batch + sum(
-            p.numel() for p in _module(node, "meta", dtype).parameters())
-        n = max(1, min(64, -(-COLD_BYTES // max(per * torch.finfo(dtype).bits // 8, 1))))
-    pairs = [(_module(node, device, dtype), _inputs(node, batch, device, dtype)) for _ in range(n)]
+    if device == "cpu" and (cold or cold_weights):
+        per = sum(p.numel() for p in _module(node, "meta", dtype).parameters())
+        if cold:
+            per += sum(ir.numel(s) for s in ir.shapes(node.in_shape)) * batch
+        if per:
+            n = max(1, min(64, -(-COLD_BYTES // max(per * torch.finfo(dtype).bits // 8, 1))))
+    mods = [_module(node, device, dtype) for _ in range(n)]
+    xs = [_inputs(node, batch, device, dtype) for _ in range(n if cold else 1)]
     turn = [0]
 
     def call():
-        m, x = pairs[turn[0] % n]
+        i = turn[0]
         turn[0] += 1
-        m(x)
+        mods[i % n](xs[i % len(xs)])
     with torch.no_grad():
         return measure(call, device, warmup=max(3, n), runs=max(9, n), min_time=min_time, clock=clock,
                        before=before).median
@@ -230,7 +243,7 @@ def _peak(device: str, dtype: torch.dtype, min_time: float, clock: str) -> float
     for kind, attrs, shape in KERNELS["conv"][2:6]:
         node = _op(kind, attrs, shape)
         macs = REGISTRY[kind].cost(node.attrs, node.in_shape, node.out_shape).macs
-        rates.append(macs / _time_op(node, 1, device, dtype, min_time, clock=clock))
+        rates.append(macs / _time_op(node, 1, device, dtype, min_time, clock=clock, cold_weights=False))
     return max(rates)
 
 
@@ -271,13 +284,14 @@ TINY: dict[str, tuple[str, dict, tuple]] = {
 assert set(TINY) == set(OP_CLASSES)
 
 
-def _overheads(device: str, dtype: torch.dtype, min_time: float, clock: str, before) -> dict[str, float]:
+def _overheads(device: str, dtype: torch.dtype, min_time: float, clock: str, before, cold_weights: bool = True
+               ) -> dict[str, float]:
     """Seconds of one tiny layer of each op class, called as a network calls
     its layers (a module call after other layers: `before`): what a layer
     costs whatever its size (module call, dispatch, kernel launch)."""
     out = {}
     for cls, (kind, attrs, shape) in TINY.items():
-        out[cls] = _time_op(_op(kind, attrs, shape), 1, device, dtype, min_time, False, clock, before)
+        out[cls] = _time_op(_op(kind, attrs, shape), 1, device, dtype, min_time, False, clock, before, cold_weights)
     return out
 
 
@@ -286,58 +300,66 @@ def predicted(layer: Layer, peak: float, bw: float, batch: int = 1) -> float:
     return max(batch * layer.macs / peak, (layer.weight_bytes + batch * layer.act_bytes) / bw)
 
 
-def fit(points: list[tuple[float, float, int, float]], peak: float, bw
-        ) -> tuple[float, float, float, float]:
-    """(e, m, p, overhead) of one op class: what makes latency.seconds closest
-    to the measured seconds over `points` (MACs, bytes, output pixels per
-    image, seconds), given bw(bytes moved) -> bytes/s, in squared log error:
-    from each of a few starting p, a grid over log e and log m, then pattern
-    steps over all four. A weak pull of log e and log m towards 0 settles
-    what the points leave free (e of a class whose kernels have no MACs)."""
-    pts = [(c / peak, b / bw(b), px, t) for c, b, px, t in points if t > 0]
-    least = min(t for *_, t in pts)
+GB = 1e9  # the fit's unit of weight preparation: seconds per GB
 
-    def loss(le: float, lm: float, lp: float, o: float) -> float:
+
+def fit(points: list[tuple[float, float, float, float, float]], peak: float, bw
+        ) -> tuple[float, float, float, float, float]:
+    """(e, m, p, w, overhead) of one op class: what makes latency.seconds
+    closest to the measured seconds over `points` (MACs, bytes, weight bytes,
+    output pixels per image, seconds), given bw(bytes moved) -> bytes/s, in
+    squared log error: from each of a few starting p and w, a grid over log e
+    and log m, then pattern steps over all five. A weak pull of log e and
+    log m towards 0 settles what the points leave free (e of a class whose
+    kernels have no MACs)."""
+    pts = [(c / peak, (b - wb) / bw(b), wb / GB, px, t) for c, b, wb, px, t in points if t > 0]
+    least = min(pt[-1] for pt in pts)
+
+    def loss(le: float, lm: float, lp: float, q: float, o: float) -> float:  # q: seconds per GB of weights
         e, m, p = math.exp(le), math.exp(lm), math.exp(lp) - 1
-        err = sum(math.log((max(c / e * latency.small_map(p, px), b / m) + o) / t) ** 2 for c, b, px, t in pts)
+        err = sum(math.log((max(c / e * latency.small_map(p, px), a / m) + wb * q + o) / t) ** 2
+                  for c, a, wb, px, t in pts)
         return err + 1e-3 * (le * le + lm * lm)
 
     grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
     found = []
     for p in (0, 4, 32, 256):  # each start: a grid over log e, log m, then a pattern search
-        lp, o = math.log1p(p), least * 0.25
-        best = min((loss(le, lm, lp, o), le, lm, lp, o) for le in grid for lm in grid)
-        _, *x = best
-        step = [0.25, 0.25, 0.5, least * 0.05]
-        for _ in range(80):  # halve the steps when no move helps
-            moved = False
-            for i in range(4):
-                for sign in (1, -1):
-                    cand = list(x)
-                    cand[i] += sign * step[i]
-                    if cand[2] < 0 or cand[3] < 0:
-                        continue
-                    val = loss(*cand)
-                    if val < best[0]:
-                        best, x, moved = (val, *cand), cand, True
-            if not moved:
-                step = [s / 2 for s in step]
-                if step[0] < 1e-3:
-                    break
-        found.append(best)
+        for q in (0.0, 0.3):  # weights free, or prepared at 3 GB/s (oneDNN's reorder of a conv's)
+            lp, o = math.log1p(p), least * 0.25
+            best = min((loss(le, lm, lp, q, o), le, lm, lp, q, o) for le in grid for lm in grid)
+            _, *x = best
+            step = [0.25, 0.25, 0.5, 0.05, least * 0.05]
+            for _ in range(80):  # halve the steps when no move helps
+                moved = False
+                for i in range(5):
+                    for sign in (1, -1):
+                        cand = list(x)
+                        cand[i] += sign * step[i]
+                        if cand[2] < 0 or cand[3] < 0 or cand[4] < 0:
+                            continue
+                        val = loss(*cand)
+                        if val < best[0]:
+                            best, x, moved = (val, *cand), cand, True
+                if not moved:
+                    step = [s / 2 for s in step]
+                    if step[0] < 1e-3:
+                        break
+            found.append(best)
     _, *x = min(found)
-    le, lm, lp, o = x
-    return math.exp(le), math.exp(lm), math.exp(lp) - 1, o
+    le, lm, lp, q, o = x
+    return math.exp(le), math.exp(lm), math.exp(lp) - 1, GB / max(q, 1e-6), o  # w: at most 1e15 B/s
 
 
 def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: str = "fp32",
               min_time: float = 0.1, log=None, cold: bool = False, clock: str | None = None,
-              context: bool = True, steady: bool = True, kernels: dict | None = None) -> Calibration:
+              context: bool = True, steady: bool = True, kernels: dict | None = None,
+              cold_weights: bool = True) -> Calibration:
     """Measure this machine (see the module docstring); `cold`: see _time_op;
     `clock`: timing.CLOCKS (default: thread with one CPU thread, else wall);
     `context`: time each kernel after other layers (CONTEXT), as in a network;
     `steady`: make this process's heap steady first (timing.steady_heap);
-    `kernels`: per op class, the layers to time (default KERNELS)."""
+    `kernels`: per op class, the layers to time (default KERNELS);
+    `cold_weights`: time each layer with its weights out of cache (_time_op)."""
     start = time.perf_counter()
     if threads and device == "cpu":
         torch.set_num_threads(threads)
@@ -360,34 +382,36 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
     def bw_of(moved: float) -> float:
         return latency.bandwidth_at(moved, at, bw)
     before = _context(device, tdtype) if context else None
-    tiny = _overheads(device, tdtype, min_time, clock, before)
+    tiny = _overheads(device, tdtype, min_time, clock, before, cold_weights)
     nbytes = DTYPE_BYTES[dtype]
-    efficiency, mem_efficiency, half_pixels, overhead, detail = {}, {}, {}, {}, []
+    efficiency, mem_efficiency, half_pixels, overhead, weight_bw, detail = {}, {}, {}, {}, {}, []
     for cls, layers in (kernels or KERNELS).items():
         kind, attrs, shape = TINY[cls]
         node = _op(kind, attrs, shape)
         layer = Layer(*_layer(kind, node, nbytes))
-        points = [(layer.macs, layer.bytes, pixels(node.out_shape), tiny[cls])]  # a tiny layer: overhead, nearly all
+        # a tiny layer: overhead, nearly all
+        points = [(layer.macs, layer.bytes, layer.weight_bytes, pixels(node.out_shape), tiny[cls])]
         rows = []
         for kind, attrs, shape in layers:
             node = _op(kind, attrs, shape)
             layer = Layer(*_layer(kind, node, nbytes))
             for b in BATCHES:
-                t = _time_op(node, b, device, tdtype, min_time, cold, clock, before)
+                t = _time_op(node, b, device, tdtype, min_time, cold, clock, before, cold_weights)
                 macs, moved = layer.macs * b, layer.weight_bytes + layer.act_bytes * b
-                points.append((macs, moved, pixels(node.out_shape), t))
+                points.append((macs, moved, layer.weight_bytes, pixels(node.out_shape), t))
                 rows.append(dict(op_class=cls, kind=kind, in_shape=ir.fmt_shape(node.in_shape), batch=b, macs=macs,
-                                 bytes=moved, pixels=pixels(node.out_shape), roofline_s=predicted(layer, peak, bw, b),
-                                 measured_s=t))
-        e, m, p, o = fit(points, peak, bw_of)
+                                 bytes=moved, weight_bytes=layer.weight_bytes, pixels=pixels(node.out_shape),
+                                 roofline_s=predicted(layer, peak, bw, b), measured_s=t))
+        e, m, p, w, o = fit(points, peak, bw_of)
         efficiency[cls], mem_efficiency[cls], half_pixels[cls], overhead[cls] = e, m, p, o
-        fitted = latency.machine(peak, bw, {cls: e}, {cls: m}, {cls: o}, {cls: p}, at)
+        weight_bw[cls] = w
+        fitted = latency.machine(peak, bw, {cls: e}, {cls: m}, {cls: o}, {cls: p}, at, {cls: w})
         for r in rows:
-            r["fitted_s"] = latency.seconds(r["macs"], r["bytes"], cls, (1, r["pixels"]), fitted)
+            r["fitted_s"] = latency.seconds(r["macs"], r["bytes"], cls, (1, r["pixels"]), fitted, r["weight_bytes"])
         detail += rows
         err = statistics.median(abs(r["fitted_s"] / r["measured_s"] - 1) for r in rows)
-        say(f"{cls}: efficiency {e:.3g}, memory {m:.3g}, half speed at {p:.3g} pixels, overhead {o * 1e6:.1f} µs "
-            f"(median error over its {len(rows)} kernels: {err:.0%})")
+        say(f"{cls}: efficiency {e:.3g}, memory {m:.3g}, half speed at {p:.3g} pixels, weights prepared at "
+            f"{w / 1e9:.3g} GB/s, overhead {o * 1e6:.1f} µs (median error over its {len(rows)} kernels: {err:.0%})")
     return Calibration(name, device, nthreads, dtype, peak, bw, overhead, efficiency,
                        time.perf_counter() - start, detail, mem_efficiency, clock, heap_is_steady(), half_pixels,
-                       curve)
+                       curve, weight_bw)

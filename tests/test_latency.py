@@ -1,0 +1,20 @@
+"""The calibrated roofline's formula (archdsl/backends/latency.py), by hand."""
+import pytest
+
+from archdsl.backends import latency
+
+
+def test_weights_prepared_apart_from_the_activations():
+    # peak 1e10 MAC/s, bw 1e10 B/s; conv: e 0.5, m 0.5, w 2e9 B/s, overhead 10 µs
+    m = latency.machine(1e10, 1e10, {"conv": 0.5}, {"conv": 0.5}, {"conv": 1e-5}, {}, (), {"conv": 2e9})
+    # 1e6 MACs -> 200 µs; 4e6 bytes of which 3e6 weights: activations 1e6 / 5e9 -> 200 µs; weights 3e6 / 2e9 -> 1.5 ms
+    assert latency.seconds(1e6, 4e6, "conv", (8, 10, 10), m, 3e6) == pytest.approx(2e-4 + 1.5e-3 + 1e-5)
+    # the same weights at batch 8 (8x the MACs and activations): prepared once
+    assert latency.seconds(8e6, 3e6 + 8e6, "conv", (8, 10, 10), m, 3e6) == pytest.approx(1.6e-3 + 1.5e-3 + 1e-5)
+
+
+def test_a_class_without_w_keeps_its_weights_among_the_bytes():
+    # an earlier calibration's preset (no weight_bw): max(compute, all bytes / (bw m)) + overhead, as before
+    m = latency.machine(1e10, 1e10, {"gemm": 0.5}, {"gemm": 0.5}, {"gemm": 1e-5}, {})
+    assert latency.seconds(1e6, 4e6, "gemm", (8, 1, 1), m, 3e6) == pytest.approx(8e-4 + 1e-5)
+    assert latency.seconds(0, 0, "gemm", (8, 1, 1), m, 0) == 0.0  # an identity runs no kernel
