@@ -383,10 +383,9 @@ def fast(e: A.Expr, slow: Fn | None = None) -> Fn | None:
         return None
 
 
-def fast_list(es: list[A.Expr], slows: list[Fn]) -> Fn | None:
-    """The values of `es` as one list, by one function (a call's arguments)."""
-    def slow(el, env):
-        return [f(el, env) for f in slows]
+def fast_list(es: list[A.Expr], slow: Fn) -> Fn | None:
+    """The values of `es` as one list, by one function (a call's arguments);
+    `slow` gives the same list from their closures."""
     try:
         gen = _Gen()
         return _function(ast.List([gen.expr(e, {}, True) for e in es], ast.Load()), gen, slow)
@@ -398,12 +397,9 @@ def _trivial(e: A.Expr) -> bool:
     return type(e) in (A.Const, A.Name, A.InShape)
 
 
-def tiered(e: A.Expr) -> Fn:
-    """`e`'s closure, replaced by its compiled function once it has run
-    PROMOTE_AFTER times (compiling costs ~50 us: only hot expressions pay it)."""
-    slow = _compile(e)
-    if _trivial(e):
-        return slow
+def _tiered(slow: Fn, make_fast) -> Fn:
+    """`slow`, replaced by make_fast()'s function once it has run PROMOTE_AFTER
+    times (compiling costs ~50 us: only hot expressions pay it)."""
     runs = 0
     hot: Fn | None = None
 
@@ -413,29 +409,21 @@ def tiered(e: A.Expr) -> Fn:
             return hot(el, env)
         runs += 1
         if runs >= PROMOTE_AFTER:
-            hot = fast(e, slow)
-            if hot is None:
-                hot = slow
+            hot = make_fast() or slow
         return slow(el, env)
     return f
 
 
-def tiered_list(es: list[A.Expr]) -> Fn:
-    """The values of `es` as a list, tiered as `tiered` (a call's arguments)."""
-    slows = [_compile(e) for e in es]
-    if all(map(_trivial, es)):
-        return lambda el, env: [f(el, env) for f in slows]
-    runs = 0
-    hot: Fn | None = None
+def tiered(e: A.Expr) -> Fn:
+    """`e`'s closure, compiled once it is hot (names and constants stay closures: as fast)."""
+    slow = _compile(e)
+    return slow if _trivial(e) else _tiered(slow, lambda: fast(e, slow))
 
-    def f(el, env):
-        nonlocal runs, hot
-        if hot is not None:
-            return hot(el, env)
-        runs += 1
-        if runs >= PROMOTE_AFTER:
-            hot = fast_list(es, slows)
-            if hot is None:
-                hot = lambda el, env: [g(el, env) for g in slows]  # noqa: E731
-        return [g(el, env) for g in slows]
-    return f
+
+def tiered_list(es: list[A.Expr]) -> Fn:
+    """The values of `es` as a list (a call's arguments), compiled as one once hot."""
+    slows = [_compile(e) for e in es]
+
+    def slow(el, env):
+        return [f(el, env) for f in slows]
+    return slow if all(map(_trivial, es)) else _tiered(slow, lambda: fast_list(es, slow))
