@@ -28,7 +28,7 @@ def write_outputs(c: Compiled, out: Path) -> dict:
     rep = c.report()
     _write(out / "report.json", rep.to_json())
     _write(out / "report.md", report_markdown(c, rep))
-    _write(out / "report.html", html.page(rep))
+    _write(out / "report.html", html.page(rep, with_figures=c.config.figures))
     _write(out / "layers.csv", rep.to_csv())
     _write(out / "network.txt", render(c.spec))
     # The resolved config, loadable by archdsl.load(out) / archc build out/config.yaml

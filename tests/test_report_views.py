@@ -122,3 +122,19 @@ def test_report_renders_in_notebooks_and_report_html_is_self_contained(tmp_path)
     assert len(page.images) == 2 and all(s.startswith("data:image/png;base64,") for s in page.images)
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in page.images)
     assert not re.search(r"(src|href)=\"(https?:|//)", (tmp_path / "report.html").read_text())
+
+
+def test_figures_false_writes_report_html_without_figures(tmp_path, monkeypatch):
+    """`figures=false` (a sweep of many jobs): report.html keeps every table, draws nothing."""
+    from archdsl.backends import figures
+    from archdsl.build import write_outputs
+
+    drawn = []
+    for name in ("section_bars", "roofline"):
+        monkeypatch.setattr(figures, name, lambda rep, name=name: drawn.append(name))
+    write_outputs(archdsl.compile("regnetx_002", [*SMALL, "save_weights=false", "figures=false"]), tmp_path)
+    page = _Balance()
+    text = (tmp_path / "report.html").read_text()
+    page.feed(text)
+    assert not page.stack and page.images == [] and drawn == []
+    assert "figures=false" in text and "<h3>Per section</h3>" in text

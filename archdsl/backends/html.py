@@ -63,10 +63,13 @@ def _img(png: bytes | None, alt: str) -> str:
     return f'<p><img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
 
 
-def page(rep) -> str:
-    """report.html: the body, the per-section bars, the roofline of every layer, the convention."""
+def page(rep, with_figures: bool = True) -> str:
+    """report.html: the body, the per-section bars, the roofline of every layer, the
+    convention; with_figures false: none drawn (a config's `figures: false`)."""
+    drawn = ("<h3>Cost per section</h3>" + _img(figures.section_bars(rep), "cost per section")
+             + "<h3>Roofline of every layer</h3>" + _img(figures.roofline(rep), "roofline")) if with_figures else (
+        "<p><i>Figures not drawn (figures=false in the config).</i></p>")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{escape(rep.name)}: archc report</title>{STYLE}</head><body>\n" + body(rep)
-            + '<div class="archc-report"><h3>Cost per section</h3>' + _img(figures.section_bars(rep), "cost per section")
-            + "<h3>Roofline of every layer</h3>" + _img(figures.roofline(rep), "roofline")
+            + '<div class="archc-report">' + drawn
             + f"<h3>Counting convention</h3><pre>{escape(rep.convention)}</pre></div>\n</body></html>\n")

@@ -87,6 +87,7 @@ class ArchConfig(BaseModel):
     def uses_prepack(self) -> bool:
         return self.deploy if self.prepack is None else self.prepack
     save_weights: bool = True
+    figures: bool = True  # report.html's figures (matplotlib: most of a small build's time)
     hardware: dict[str, HardwareConfig] = Field(default_factory=dict)
 
     def hardware_list(self) -> list[Hardware]:
