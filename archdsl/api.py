@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archdsl.backends import memory
-from archdsl.backends.cost import Report, report
+from archdsl.backends.cost import Hardware, Report, report
 from archdsl.backends.torch.contract import FeatureError
 from archdsl.backends.torch.lower import Network, build_module
 from archdsl.compiler import ir, passes
@@ -27,9 +27,10 @@ class Compiled:
     spec: ir.Seq
     overrides: tuple[str, ...]
 
-    def report(self) -> Report:
-        return report(self.spec, self.config.name, self.config.dtype, self.config.hardware_list(),
-                      deployed=self.config.deploy)
+    def report(self, hardware: list[Hardware] | None = None) -> Report:
+        """hardware: the config's presets, made already (a design space's points share them)."""
+        return report(self.spec, self.config.name, self.config.dtype,
+                      self.config.hardware_list() if hardware is None else hardware, deployed=self.config.deploy)
 
     def module(self, device=None) -> Network:
         _check_memory(self, device)  # archdsl.load and archc build both come here

@@ -15,7 +15,7 @@ import yaml
 
 from archdsl.api import Compiled, check_params, compile_config
 from archdsl.build import _write as write_atomic
-from archdsl.backends.cost import costed, report
+from archdsl.backends.cost import costed
 from archdsl.build import costs
 from archdsl.compiler import ir
 from archdsl.compiler.elaborate import elaborate
@@ -120,9 +120,7 @@ class Base:
         A search rejects most samples so, having elaborated part of them."""
         try:
             c = self.compiled(point, bounds)
-            cfg = c.config
-            res = {"status": "ok", "name": cfg.name,
-                   **costs(report(c.spec, cfg.name, cfg.dtype, self.hardware, deployed=cfg.deploy))}
+            res = {"status": "ok", "name": self.cfg.name, **costs(c.report(self.hardware))}
             if stages:
                 res["stages"] = stage_count(c.spec)
             return res

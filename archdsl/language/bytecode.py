@@ -28,7 +28,7 @@ from typing import Any
 from archdsl.language import ast as A
 from archdsl.language.budget import power_too_big, product_too_big
 from archdsl.language.builtins import BUILTINS
-from archdsl.language.expr import Fn, InputShape, _compile
+from archdsl.language.expr import Fn, InputShape, _compile, _within_limits, iterate
 
 PROMOTE_AFTER = 32  # evaluations before compiling: a single network's expressions mostly run fewer
 
@@ -45,24 +45,15 @@ def _slow(*_):
     raise _Slow
 
 
+# The closures' own checks serve here too: whatever they raise (a located
+# error, the budget's) only sends the evaluation back to the closure, which
+# raises it again where it belongs.
 def _charge(el, n: int) -> None:
-    b = el.budget
-    b.steps -= n
-    if b.steps < 0:
-        raise _Slow
+    el.budget.loop(el, n, None)
 
 
 def _lim(el, out):
-    """expr._within_limits, raising _Slow where it raises a located error."""
-    t = type(out)
-    if t is int:
-        if out.bit_length() > el.budget.limits.int_bits:
-            raise _Slow
-    elif t in _SEQ:
-        _charge(el, len(out))
-        if len(out) > el.budget.limits.length:
-            raise _Slow
-    return out
+    return _within_limits(el, out, None)
 
 
 def _add(el, a, b):
@@ -113,11 +104,7 @@ def _slice(target, start, stop):
 
 
 def _iter(el, v):
-    """expr.iterate: a list or tuple, its length charged."""
-    if type(v) is not list and type(v) is not tuple:
-        raise _Slow
-    _charge(el, len(v))
-    return v
+    return iterate(el, v, None)
 
 
 def _fits(v, shape) -> bool:
@@ -372,25 +359,26 @@ def _function(body: ast.expr, gen: _Gen, slow: Fn):
     return gen.globals.pop("_fast")  # not left in its own globals: no cycle, freed with its tree
 
 
-def fast(e: A.Expr, slow: Fn | None = None) -> Fn | None:
-    """`e` compiled to one Python function (falling back to `slow`, its closure);
-    None when it cannot be (too deeply nested for Python's compiler)."""
-    slow = slow or _compile(e)
+def _built(make_body, slow: Fn) -> Fn | None:
+    """_function of the body make_body(gen) gives; None when Python cannot compile
+    it (too deeply nested for its compiler)."""
     try:
         gen = _Gen()
-        return _function(gen.expr(e, {}, True), gen, slow)
+        return _function(make_body(gen), gen, slow)
     except (RecursionError, MemoryError, SyntaxError, ValueError):
         return None
+
+
+def fast(e: A.Expr, slow: Fn | None = None) -> Fn | None:
+    """`e` compiled to one Python function (falling back to `slow`, its closure)."""
+    slow = slow or _compile(e)
+    return _built(lambda gen: gen.expr(e, {}, True), slow)
 
 
 def fast_list(es: list[A.Expr], slow: Fn) -> Fn | None:
     """The values of `es` as one list, by one function (a call's arguments);
     `slow` gives the same list from their closures."""
-    try:
-        gen = _Gen()
-        return _function(ast.List([gen.expr(e, {}, True) for e in es], ast.Load()), gen, slow)
-    except (RecursionError, MemoryError, SyntaxError, ValueError):
-        return None
+    return _built(lambda gen: ast.List([gen.expr(e, {}, True) for e in es], ast.Load()), slow)
 
 
 def _trivial(e: A.Expr) -> bool:
