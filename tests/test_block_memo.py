@@ -122,3 +122,43 @@ def test_deploy_of_a_shared_spec_keeps_weights_apart(program):
     x = torch.randn(2, 4, 16, 16)
     with torch.no_grad():
         assert (archdsl.deploy(net)(x) - net(x)).abs().max().item() <= 1e-5
+
+
+def test_an_op_without_arguments_is_one_node_per_input_shape(program_of):
+    """bn and relu have no arguments, so one layer meets every shape in a
+    network; each (layer, shape) is still one node, kept for the next network."""
+    src = """
+network w(n = 6) {
+  input(3, 8, 8)
+  stage { for c in [8 + 8 * i for i in range(n)] { conv(c, 1) bn relu } }
+  head { global_pool linear(2) }
+}
+"""
+    prog = program_of(src, "shapes.arch")
+    ops = lambda spec: [n for _, n in ir.named(spec.children[1]) if isinstance(n, ir.Op)]
+    a, b = ops(elaborate(prog, {})), ops(elaborate(prog, {}))
+    assert len(a) == len(b) == 18
+    assert len({(x.kind, x.attrs) for x in a[1::3]}) == 1 and len({x.in_shape for x in a[1::3]}) == 6  # bn
+    assert all(x is y for x, y in zip(a, b))
+
+
+def test_sums_without_names_equal_the_named_report(program):
+    """A report read only for totals and times skips naming its layers
+    (cost.unnamed); every figure equals the named walk's, to the bit."""
+    from archdsl.backends.cost import Hardware, costed, unnamed
+
+    hws = [Hardware("a", 1e12, 1e11), Hardware("b", 3e9, 2e10),
+           Hardware("c", 5e10, 1e10, efficiency={"conv": 0.5}, overhead=2e-6, weight_bw={"conv": 3e9})]
+    machines = tuple(h.machine for h in hws)
+    for preset in ("regnetx_004", "mobilenetv2_100", "convnextv2_atto", "ghostnet_100"):
+        spec = archdsl.compile(preset).spec
+        named, bare = costed(spec), unnamed(spec)
+        assert bare.total == named.total
+        assert bare.times(machines) == named.times(machines)
+        assert bare.ridge((0, 10, 100)) == named.ridge((0, 10, 100))
+    spec = elaborate(program, {})
+    rep, full = report(spec, "t", hardware=hws), report(spec, "t", hardware=hws)
+    totals = (rep.total, rep.rooflines())  # the unnamed path: no layer named yet
+    assert "costed" not in rep.__dict__
+    full.layers  # the named path first
+    assert (full.total, full.rooflines()) == totals

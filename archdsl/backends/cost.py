@@ -300,10 +300,22 @@ class Report:
     name: str
     input_shape: tuple
     dtype: str
-    costed: Part
+    spec: ir.Node = field(repr=False)  # what it reports on; layers are named only when read
     hardware: list[Hardware] = field(default_factory=list)
     deployed: bool = False
     convention: ClassVar[str] = CONVENTION
+
+    @cached_property
+    def costed(self) -> Part:
+        """The cost layer by layer, each named as the built module names it."""
+        return costed(self.spec, self.dtype)
+
+    @cached_property
+    def _sums(self) -> Part:
+        # Totals and times need no names: a sweep's or a search's report
+        # reads only these, and naming the layers was a fifth of its cost.
+        named = self.__dict__.get("costed")
+        return named if named is not None else unnamed(self.spec, self.dtype)
 
     @cached_property
     def layers(self) -> list[Layer]:
@@ -311,7 +323,7 @@ class Report:
 
     @property
     def total(self) -> Totals:
-        return replace(self.costed.total)
+        return replace(self._sums.total)
 
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
@@ -321,17 +333,17 @@ class Report:
         return out
 
     def roofline(self, hw: Hardware) -> float:
-        return self.costed.time(hw)
+        return self._sums.time(hw)
 
     def rooflines(self) -> dict[str, float]:
         """Roofline seconds on each of the report's hardware presets (one walk for all)."""
         hws = self.hardware
-        return dict(zip([h.name for h in hws], self.costed.times(tuple(h.machine for h in hws))))
+        return dict(zip([h.name for h in hws], self._sums.times(tuple(h.machine for h in hws))))
 
     def ridge_sweep(self, points=RIDGE_POINTS) -> list[dict]:
         """Roofline time in units of 1/PeakMACs (i.e. 'MAC-equivalents') per ridge point."""
         return [{"ridge_point": rp, "mac_equivalents": m}
-                for rp, m in zip(points, self.costed.ridge(tuple(points)))]
+                for rp, m in zip(points, self._sums.ridge(tuple(points)))]
 
     # -------------------------------------------------------- renderings
     def to_dict(self, layers: bool = True) -> dict:
@@ -511,8 +523,39 @@ def costed(spec: ir.Node, dtype: str = "fp32") -> Part:
     return _part(ir.named(spec, "", _is_block), nbytes, dtype)
 
 
+def unnamed(spec: ir.Node, dtype: str = "fp32") -> Part:
+    """`costed` without the layers' names: the same items in the same order
+    (so equal totals and, summed in that order, equal times), block bodies
+    costed once each, for callers that read only sums."""
+    nbytes = DTYPE_BYTES[dtype]
+    if _is_block(spec):
+        return _block_part(spec.children, nbytes, dtype)
+    items: list = []
+    _unnamed_items(spec, nbytes, dtype, items)
+    return Part(items)
+
+
+def _unnamed_items(node: ir.Node, nbytes: int, dtype: str, items: list) -> None:
+    t = type(node)
+    if t is ir.Op:
+        items.append(_NO_NAME + _op_row(node, nbytes))
+    elif t is ir.Seq:
+        if node.is_block:
+            if node.children:
+                items.append(("", _block_part(node.children, nbytes, dtype)))
+            return
+        # ir.named's order: a network's stem, stages and head; any other sequence's children
+        for c in (node.children[:3] if node.role == "network" else node.children):
+            _unnamed_items(c, nbytes, dtype, items)
+    else:  # a structural node (residual, branches, gate): rare outside blocks, costed as named
+        items.extend(_part(ir.named(node, "", _is_block), nbytes, dtype).items)
+
+
+_NO_NAME = ("",)
+
+
 def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
            deployed: bool = False) -> Report:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
-    return Report(name, spec.in_shape, dtype, costed(spec, dtype), list(hardware or []), deployed)
+    return Report(name, spec.in_shape, dtype, spec, list(hardware or []), deployed)

@@ -155,25 +155,24 @@ class Elaborator:
         if budget.layers < 0:
             raise budget.too_many_layers(self, stmt.loc)
         key = (stmt.name, _values_key(names, vals))
-        layer = _LAYERS.get(key)  # [attrs, {input shape: op}]
-        if layer is not None:
-            made = layer[1].get(shape)
-            if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
-                return made
+        made = _OPS.get((key, shape))
+        if made is not None:  # an equal op on an equal input: one node, as equal block calls share a body
+            return made
         opdef = REGISTRY[stmt.name]
         if not opdef.joins and type(shape[0]) is tuple:
             raise self.error(f"'{stmt.name}' takes one tensor, but the value here is {len(shape)} tensors",
                              stmt.loc, "name them (-> (a, b)) and continue from one (from a { ... }), "
                              "or join them (add, mul, cat)")
+        attrs = _LAYERS.get(key)
         values: dict = {}
         try:
-            if layer is None:
+            if attrs is None:
                 values = dict(zip(names, vals))
                 values.update(opdef.preset)
-                layer = [opdef.attrs.model_validate(values), {}]
+                attrs = opdef.attrs.model_validate(values)
                 if len(_LAYERS) >= 16_384:
                     drop_oldest(_LAYERS)
-                _LAYERS[key] = layer
+                _LAYERS[key] = attrs
         except ValidationError as ve:
             fields = _signature(stmt.name)[0]
             err = ve.errors()[0]
@@ -186,16 +185,14 @@ class Elaborator:
             shown = values.get(field, "?")
             raise self.error(f"{stmt.name}: argument '{field}' = {shown!r}: {err['msg'].lower()}",
                              loc or stmt.loc) from None
-        attrs = layer[0]
         try:
             out = opdef.shape(attrs, shape)
         except ShapeError as se:
             raise self.error(f"{stmt.name}: {se}", stmt.loc) from None
         op = ir.Op(shape, out, stmt.loc, tuple(self.path), opdef.canonical or opdef.name, attrs)
-        by_shape = layer[1]
-        if len(by_shape) >= 4:  # at most 16,384 x 4 ops kept, as many as a long search needs
-            drop_oldest(by_shape)
-        by_shape[shape] = op
+        if len(_OPS) >= 65_536:  # as many as a long search's recent blocks hold
+            drop_oldest(_OPS)
+        _OPS[key, shape] = op
         return op
 
     def _block(self, stmt: A.Call, env: dict, shape: ir.Shape, role: str | None, label: str) -> ir.Seq:
@@ -648,10 +645,12 @@ class _Bound:
 
 
 # Layers by (op, argument values): the validated (frozen) attributes, which
-# pydantic checks once per distinct layer, and the op made on each input
-# shape (an equal op on an equal input is one node; nodes are never mutated,
-# passes copy what they change). At most 16,384 layers, 4 shapes each.
-_LAYERS: dict[tuple, list] = process_cache("elaborated")
+# pydantic checks once per distinct layer; and the op made of a layer on an
+# input shape (an equal op on an equal input is one node; nodes are never
+# mutated, passes copy what they change). Ops are keyed by layer and shape
+# together: a layer without arguments (bn, relu) meets many shapes.
+_LAYERS: dict[tuple, Any] = process_cache("elaborated")
+_OPS: dict[tuple, ir.Op] = process_cache("elaborated")
 
 
 _NOT_YET = object()  # not in a cache yet (whose values may be None)

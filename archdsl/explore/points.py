@@ -15,7 +15,7 @@ import yaml
 
 from archdsl.api import Compiled, check_params, compile_config
 from archdsl.build import _write as write_atomic
-from archdsl.backends.cost import costed
+from archdsl.backends.cost import unnamed
 from archdsl.build import costs
 from archdsl.compiler import ir
 from archdsl.compiler.elaborate import elaborate
@@ -54,7 +54,7 @@ class _Watch:
         self.sums = dict.fromkeys(BOUNDED, 0)
 
     def __call__(self, section: ir.Seq) -> None:
-        t = costed(section, self.dtype).total  # its blocks' costs are kept for the report
+        t = unnamed(section, self.dtype).total  # its blocks' costs are kept for the report
         sums = self.sums
         sums["stages"] += section.role == "stage"
         sums["params"] += t.params
