@@ -544,8 +544,7 @@ def _unnamed_items(node: ir.Node, nbytes: int, dtype: str, items: list) -> None:
             if node.children:
                 items.append(("", _block_part(node.children, nbytes, dtype)))
             return
-        # ir.named's order: a network's stem, stages and head; any other sequence's children
-        for c in (node.children[:3] if node.role == "network" else node.children):
+        for c in node.children:  # in the order they run, as ir.named lists them
             _unnamed_items(c, nbytes, dtype, items)
     else:  # a structural node (residual, branches, gate): rare outside blocks, costed as named
         items.extend(_part(ir.named(node, "", _is_block), nbytes, dtype).items)
