@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         cal = calibrate(f"bench_{device.split(':')[0]}", device, args.threads, log=C.log, clock=clock)
         calib_s = time.perf_counter() - t0
         hw = Hardware(cal.name, cal.peak_macs, cal.mem_bw, "", cal.efficiency, cal.overhead, cal.mem_efficiency,
-                      cal.half_pixels, cal.bw_curve, cal.weight_bw)
+                      cal.half_pixels, cal.bw_curve, cal.weight_bw, cal.channel_align, cal.misaligned)
     probe = make_probe(device, clock)
     with torch.no_grad():
         probe_ref = statistics.median(probe() for _ in range(3))

@@ -18,3 +18,17 @@ def test_a_class_without_w_keeps_its_weights_among_the_bytes():
     m = latency.machine(1e10, 1e10, {"gemm": 0.5}, {"gemm": 0.5}, {"gemm": 1e-5}, {})
     assert latency.seconds(1e6, 4e6, "gemm", (8, 1, 1), m, 3e6) == pytest.approx(8e-4 + 1e-5)
     assert latency.seconds(0, 0, "gemm", (8, 1, 1), m, 0) == 0.0  # an identity runs no kernel
+
+
+def test_misaligned_channels_slow_the_kernel_not_the_weights_or_overhead():
+    # depthwise: e 1, m 1, aligned to 16 channels, 2.5x as long off them; weights 1e9 B/s, overhead 10 µs
+    m = latency.machine(1e10, 1e10, {"depthwise": 1.0}, {"depthwise": 1.0}, {"depthwise": 1e-5}, {}, (),
+                        {"depthwise": 1e9}, {"depthwise": 16}, {"depthwise": 2.5})
+    # 1e6 MACs -> 100 µs (activations 1e6 bytes -> 100 µs); weights 1e3 / 1e9 -> 1 µs
+    aligned = 1e-4 + 1e-6 + 1e-5
+    assert latency.seconds(1e6, 1e6 + 1e3, "depthwise", (48, 10, 10), m, 1e3, 48) == pytest.approx(aligned)
+    assert latency.seconds(1e6, 1e6 + 1e3, "depthwise", (40, 10, 10), m, 1e3, 40) == pytest.approx(
+        2.5e-4 + 1e-6 + 1e-5)
+    # a layer without vector channels (0), and another class, never slowed
+    assert latency.seconds(1e6, 1e6 + 1e3, "depthwise", (40, 10, 10), m, 1e3, 0) == pytest.approx(aligned)
+    assert latency.seconds(1e6, 1e6, "conv", (40, 10, 10), m, 0, 40) == pytest.approx(1e-4)

@@ -52,6 +52,21 @@ def test_residual_joins_get_their_own_time(one_thread):
     assert len(adds) == 8 and all(l.measured_s is not None for l in adds)
 
 
+def test_vector_channels_are_what_a_kernel_vectorizes_along():
+    from archdsl.backends.cost import vector_channels
+    seen = {}
+    for o in [*ir.ops(compile("regnetx_002", ["params.res=64"]).spec),
+              *ir.ops(compile("mobilenetv2_100", ["params.res=64"]).spec)]:
+        cls = op_class(o.kind, o.attrs, o.in_shape)
+        n = vector_channels(o.kind, o.attrs, o.in_shape)
+        seen.setdefault(cls, set()).add(n == (o.in_shape[0] if cls in ("depthwise", "conv", "conv1x1")
+                                              else o.in_shape[0] // o.attrs.groups if cls == "grouped" else 0))
+    # a depthwise conv: all its channels; grouped: one group's (RegNetX's 8 or 16 of up to 368); others: none
+    assert seen == {c: {True} for c in ("conv", "conv1x1", "depthwise", "grouped", "elementwise", "gemm", "pool")}
+    assert {n for n in (vector_channels(o.kind, o.attrs, o.in_shape) for o in ir.ops(
+        compile("regnetx_002", ["params.res=64"]).spec) if op_class(o.kind, o.attrs, o.in_shape) == "grouped")} == {8}
+
+
 def test_op_classes():
     spec = compile("mobilenetv3_large_100", ["params.res=64"]).spec
     classes = {op_class(o.kind, o.attrs, o.in_shape) for o in ir.ops(spec) if o.kind == "conv"}
@@ -78,13 +93,17 @@ def test_calibrated_preset_is_read_back_and_used(user_conf):
     half = {"conv": 30.0}
     curve = {2 ** 20: 4e10, 2 ** 24: 1e10}  # bytes moved: bytes/s
     wbw = {"conv": 3e9}  # bytes/s preparing a conv's weights
+    align, off = {"conv": 16}, {"conv": 1.7}  # dense convs on a multiple of 16 input channels run fast
     c = calib.Calibration("mybox", "cpu", 1, "fp32", 1e11, 1e10, over, eff, 0.0, mem_efficiency=mem,
-                          half_pixels=half, bw_curve=curve, weight_bw=wbw)
+                          half_pixels=half, bw_curve=curve, weight_bw=wbw, channel_align=align, misaligned=off)
     (user_conf / "hardware" / "mybox.yaml").write_text(c.yaml())
     rep = cost("resnet18", ["hardware=mybox", "params.res=64"])
     (hw,) = rep.hardware
-    assert (hw.name, hw.efficiency, hw.overhead, hw.mem_efficiency, hw.half_pixels, hw.bw_curve, hw.weight_bw) == (
-        "mybox", eff, over, mem, half, curve, wbw)
+    assert (hw.name, hw.efficiency, hw.overhead, hw.mem_efficiency, hw.half_pixels, hw.bw_curve, hw.weight_bw,
+            hw.channel_align, hw.misaligned) == ("mybox", eff, over, mem, half, curve, wbw, align, off)
+    # resnet18's convs are dense: their vector channels are their input channels; the stem's 3 are off 16
+    slowed = [l for l in rep.layers if l.op_class == "conv" and l.in_shape[0] % 16]
+    assert [l.name for l in slowed] == ["stem.0"]
 
     def bw_at(moved):  # the curve, log-interpolated, its ends held
         if moved <= 2 ** 20:
@@ -104,8 +123,9 @@ def test_calibrated_preset_is_read_back_and_used(user_conf):
                 acts = moved - l.weight_bytes if l.op_class in wbw else moved
                 px = l.out_shape[1] * l.out_shape[2]
                 slow = 1 + (half.get(l.op_class, 0) / px) ** 2 if px > 1 else 1  # a 1x1 map: a matrix product
+                a = off[l.op_class] if l.op_class in align and l.in_shape[0] % align[l.op_class] else 1.0
                 want += max(macs / (1e11 * e) * slow,
-                            acts / (bw_at(moved) * mem.get(l.op_class, e))) + over.get(l.op_class, 0.0)
+                            acts / (bw_at(moved) * mem.get(l.op_class, e))) * a + over.get(l.op_class, 0.0)
                 want += l.weight_bytes / wbw[l.op_class] if l.op_class in wbw else 0.0
         return want
     assert rep.roofline(hw) == pytest.approx(by_hand(1), rel=1e-12)
@@ -127,23 +147,44 @@ def test_calibrate_measures_and_writes_a_preset(one_thread, user_conf):
     assert len(c.bw_curve) == 10 and all(v > 0 for v in c.bw_curve.values())
     data = yaml.safe_load(c.yaml())
     assert set(data["quick"]) == {"peak_macs", "mem_bw", "overhead", "efficiency", "mem_efficiency", "half_pixels",
-                                  "bw_curve", "weight_bw", "note"}
+                                  "bw_curve", "weight_bw", "channel_align", "misaligned", "note"}
+    assert set(c.channel_align) == set(c.misaligned) and all(c.misaligned[k] >= 1.1 for k in c.misaligned)
     # every kernel at both batch sizes, with what the fitted formula gives it
     assert len(c.detail) == 2 * 2 * len(OP_CLASSES)
     assert all(r["fitted_s"] > 0 and r["measured_s"] > 0 for r in c.detail)
 
 
+_SHAPES = [(1e6, 1e4, 1e3, 1), (1e7, 1e5, 1e4, 4), (1e8, 1e6, 1e5, 64), (1e9, 1e7, 1e6, 3136), (1e3, 1e7, 0, 3136),
+           (1e4, 1e6, 0, 196), (5e8, 2e5, 1e5, 49), (1e7, 1e7, 1e7, 4), (8e7, 1.1e7, 1e7, 4)]
+
+
+def _by_formula(peak, bw, macs, moved, wb, px, a=1.0):
+    # e = 0.5, m = 2, p = 16, w = 4 GB/s, overhead 5 µs; a: the misaligned slowdown
+    slow = 1 + (16 / px) ** 2 if px > 1 else 1
+    return max(macs / (peak * 0.5) * slow, (moved - wb) / (bw * 2)) * a + wb / 4e9 + 5e-6
+
+
 def test_fit_recovers_the_formula_by_hand():
-    # seconds made by the formula itself, with e = 0.5, m = 2, p = 16, w = 4 GB/s, overhead 5 µs
     peak, bw = 1e11, 1e10
-    pts = []
-    for macs, moved, wb, px in [(1e6, 1e4, 1e3, 1), (1e7, 1e5, 1e4, 4), (1e8, 1e6, 1e5, 64), (1e9, 1e7, 1e6, 3136),
-                                (1e3, 1e7, 0, 3136), (1e4, 1e6, 0, 196), (5e8, 2e5, 1e5, 49),
-                                (1e7, 1e7, 1e7, 4), (8e7, 1.1e7, 1e7, 4)]:
-        slow = 1 + (16 / px) ** 2 if px > 1 else 1
-        pts.append((macs, moved, wb, px, max(macs / (peak * 0.5) * slow, (moved - wb) / (bw * 2)) + wb / 4e9 + 5e-6))
-    e, m, p, w, o = calib.fit(pts, peak, lambda moved: bw)
-    assert (e, m, p, w / 1e9, o * 1e6) == pytest.approx((0.5, 2.0, 16.0, 4.0, 5.0), rel=0.03)
+    pts = [(macs, moved, wb, px, _by_formula(peak, bw, macs, moved, wb, px)) for macs, moved, wb, px in _SHAPES]
+    e, m, p, w, o, a = calib.fit(pts, peak, lambda moved: bw)
+    assert (e, m, p, w / 1e9, o * 1e6, a) == pytest.approx((0.5, 2.0, 16.0, 4.0, 5.0, 1.0), rel=0.03)
+
+
+def test_fit_finds_the_channel_alignment_and_its_slowdown():
+    # each shape on 48 channels (a multiple of 16) and on 40 (of 8, not 16), 2.5x as long there
+    peak, bw = 1e11, 1e10
+    pts, lanes = [], []
+    for macs, moved, wb, px in _SHAPES:
+        for c, a in ((48, 1.0), (40, 2.5)):
+            pts.append((macs, moved, wb, px, _by_formula(peak, bw, macs, moved, wb, px, a)))
+            lanes.append(c)
+    align, (e, m, p, w, o, a) = calib.fit_aligned(pts, lanes, peak, lambda moved: bw)
+    assert align == 16
+    assert (e, m, p, w / 1e9, o * 1e6, a) == pytest.approx((0.5, 2.0, 16.0, 4.0, 5.0, 2.5), rel=0.03)
+    # the same channels, all as fast: no alignment kept
+    even = [pt[:4] + (_by_formula(peak, bw, *pt[:4]),) for pt in pts]
+    assert calib.fit_aligned(even, lanes, peak, lambda moved: bw)[0] == 0
 
 
 def test_thread_clock_and_steady_heap():

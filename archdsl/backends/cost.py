@@ -66,6 +66,11 @@ class Hardware:
     half_pixels: dict[str, float] = field(default_factory=dict)
     bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s (caches), measured
     weight_bw: dict[str, float] = field(default_factory=dict)  # per op class: bytes/s preparing weights per call
+    # Per op class, the channel multiple its kernels need to run their fast
+    # path (a vector width), and how many times longer they run when a layer's
+    # vector_channels are not a multiple of it (absent: no such effect).
+    channel_align: dict[str, int] = field(default_factory=dict)
+    misaligned: dict[str, float] = field(default_factory=dict)
 
     @property
     def ridge_point(self) -> float:
@@ -82,20 +87,22 @@ class Hardware:
     def machine(self) -> tuple:
         """What Part.times takes: (peak, bw), or when calibrated (peak, bw), per
         class efficiencies, overheads, memory efficiencies, half-speed pixels,
-        and the bandwidth curve."""
+        the bandwidth curve, weight bandwidths, the channel alignment and the
+        misaligned slowdowns."""
         if not self.calibrated:
             return (self.peak_macs, self.mem_bw)
         return (self.peak_macs, self.mem_bw, tuple(sorted(self.efficiency.items())),
                 tuple((c, self.overhead_of(c)) for c in OP_CLASSES), tuple(sorted(self.mem_efficiency.items())),
                 tuple(sorted(self.half_pixels.items())), tuple(sorted(self.bw_curve.items())),
-                tuple(sorted(self.weight_bw.items())))
+                tuple(sorted(self.weight_bw.items())), tuple(sorted(self.channel_align.items())),
+                tuple(sorted(self.misaligned.items())))
 
     @cached_property
     def calibrated_machine(self) -> tuple:
         """latency.seconds's figures of this machine."""
         return latency.machine(self.peak_macs, self.mem_bw, self.efficiency, self.mem_efficiency,
                                {c: self.overhead_of(c) for c in OP_CLASSES}, self.half_pixels, self.bw_curve.items(),
-                               self.weight_bw)
+                               self.weight_bw, self.channel_align, self.misaligned)
 
 
 # Op classes of the calibrated roofline: kernels of one class reach a similar
@@ -135,6 +142,18 @@ def op_class(kind: str, attrs=None, in_shape=None) -> str:
     return "elementwise"
 
 
+def vector_channels(kind: str, attrs=None, in_shape=None) -> int:
+    """The channels a conv kernel's vector instructions run along: all of a
+    depthwise conv's (one filter per channel, side by side), the input
+    channels of one group of any other; 0 for other layers. Kernels run their
+    fast path only when this is a multiple of their vector width
+    (Hardware.channel_align)."""
+    if kind not in ("conv", "ws_conv"):
+        return 0
+    c = in_shape[0]
+    return c if attrs.groups == c else c // attrs.groups
+
+
 @dataclass
 class Layer:
     name: str
@@ -148,6 +167,7 @@ class Layer:
     act_bytes: int
     fvcore_macs: int = 0
     op_class: str = "elementwise"  # see OP_CLASSES
+    vector_channels: int = 0  # see vector_channels()
 
     @property
     def bytes(self) -> int:
@@ -158,7 +178,8 @@ class Layer:
         macs, moved = self.macs * batch, self.weight_bytes + self.act_bytes * batch
         if not hw.calibrated:
             return max(macs / hw.peak_macs, moved / hw.mem_bw)
-        return latency.seconds(macs, moved, self.op_class, self.out_shape, hw.calibrated_machine, self.weight_bytes)
+        return latency.seconds(macs, moved, self.op_class, self.out_shape, hw.calibrated_machine, self.weight_bytes,
+                               self.vector_channels)
 
 
 @dataclass
@@ -254,7 +275,8 @@ class Part:
     def _calibrated_times(self, machines: tuple) -> list[float]:
         """Part.times with calibrated machines: latency.seconds per layer."""
         t = [0.0] * len(machines)
-        full = [latency.machine(m[0], m[1], dict(m[2]), dict(m[4]), dict(m[3]), dict(m[5]), m[6], dict(m[7]))
+        full = [latency.machine(m[0], m[1], dict(m[2]), dict(m[4]), dict(m[3]), dict(m[5]), m[6], dict(m[7]),
+                                dict(m[8]), dict(m[9]))
                 if len(m) > 2
                 else latency.machine(m[0], m[1], {}, {}, {}, {}) for m in machines]
         for it in self.items:
@@ -263,7 +285,7 @@ class Part:
                     t[i] += s
                 continue
             for i, m in enumerate(full):
-                t[i] += latency.seconds(it[5], it[7] + it[8], it[10], it[3], m, it[7])
+                t[i] += latency.seconds(it[5], it[7] + it[8], it[10], it[3], m, it[7], it[11])
         self._times[machines] = t
         return t
 
@@ -436,16 +458,17 @@ class Report:
 def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> tuple:
     moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
     return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved, 0,
-            "data" if kind == "concat" else "elementwise")
+            "data" if kind == "concat" else "elementwise", 0)
 
 
 def _op_row(node: ir.Op, nbytes: int) -> tuple:
     """An op's cost row less its name, kept on the node (equal ops on equal inputs are one node)."""
     kept = node.costed  # (bytes per element, attrs, input shape, row): checked, as copies keep it
     if kept is None or kept[0] != nbytes or kept[1] is not node.attrs or kept[2] is not node.in_shape:
+        kind = REGISTRY[node.kind].canonical or node.kind
         kept = node.costed = (nbytes, node.attrs, node.in_shape, (
             node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes) + (
-            op_class(REGISTRY[node.kind].canonical or node.kind, node.attrs, node.in_shape),))
+            op_class(kind, node.attrs, node.in_shape), vector_channels(kind, node.attrs, node.in_shape)))
     return kept[3]
 
 

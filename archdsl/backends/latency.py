@@ -2,7 +2,7 @@
 `archc calibrate` measured (cost.Hardware with efficiencies; the cost report's
 Layer.time and Part.times call it, so a report and a sweep agree).
 
-    time = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m))
+    time = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m)) · a
            + weights / w + overhead
 
 bw(bytes): the machine's copy bandwidth when `bytes` are moved, read from its
@@ -20,8 +20,14 @@ apart from the activations (oneDNN reorders a 3x3 conv's weights into its
 blocked layout, at 3-5 GB/s on one EPYC thread: 3 ms of a 512-channel 3x3
 conv's 3.1 ms on a 2x2 map, at batch 1 and 8 alike; a weight-standardized
 conv standardizes them first); a class without w (a preset of an earlier
-`archc calibrate`) keeps its weights in `bytes`. overhead: the seconds a
-layer costs whatever its size (module call, dispatch, launch).
+`archc calibrate`) keeps its weights in `bytes`; a the class's slowdown
+when the layer's vector channels (cost.vector_channels: a depthwise conv's
+channels, a group's input channels) are not a multiple of the class's
+channel alignment, 1 when they are (oneDNN's depthwise convs on one EPYC
+thread with AVX-512: 2.5x as long per element on 24, 40 or 56 channels as on
+16, 32 or 48; grouped convs of 12 or 20 channels a group, 2.7x those of 16).
+overhead: the seconds a layer costs whatever its size (module call,
+dispatch, launch).
 """
 from __future__ import annotations
 
@@ -58,19 +64,23 @@ def bandwidth_at(moved: float, curve: tuple, default: float) -> float:
 
 
 def machine(peak: float, bw: float, efficiency: dict, mem_efficiency: dict, overhead: dict,
-            half_pixels: dict, bw_curve=(), weight_bw: dict | None = None) -> tuple:
+            half_pixels: dict, bw_curve=(), weight_bw: dict | None = None, channel_align: dict | None = None,
+            misaligned: dict | None = None) -> tuple:
     """What seconds() takes (absent classes: e = 1, m = e, p = 0, no weight
-    preparation, overhead 0)."""
-    return peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve)), weight_bw or {}
+    preparation, a = 1, overhead 0)."""
+    return (peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve)), weight_bw or {},
+            channel_align or {}, misaligned or {})
 
 
-def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple, weights: float = 0.0) -> float:
+def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple, weights: float = 0.0,
+            vector_channels: int = 0) -> float:
     """One layer's seconds (`macs` and `moved`: the batch's; `weights`: its
-    weight bytes, part of `moved`; see the module docstring); a layer that
-    does nothing (identity: no MACs, no bytes) runs no kernel and costs nothing."""
+    weight bytes, part of `moved`; `vector_channels`: cost.vector_channels; see
+    the module docstring); a layer that does nothing (identity: no MACs, no
+    bytes) runs no kernel and costs nothing."""
     if not macs and not moved:
         return 0.0
-    peak, bw, eff, mem, over, half, curve, wbw = m
+    peak, bw, eff, mem, over, half, curve, wbw, align, slow = m
     e = eff.get(op_class, 1.0)
     compute = macs / (peak * e)
     p = half.get(op_class)
@@ -78,5 +88,8 @@ def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple, weigh
         compute *= small_map(p, pixels(out_shape))
     w = wbw.get(op_class)
     acts, prepare = (moved - weights, weights / w) if w else (moved, 0.0)
-    return (max(compute, acts / (bandwidth_at(moved, curve, bw) * mem.get(op_class, e))) + prepare
-            + over.get(op_class, 0.0))
+    kernel = max(compute, acts / (bandwidth_at(moved, curve, bw) * mem.get(op_class, e)))
+    a = align.get(op_class)
+    if a and vector_channels % a:
+        kernel *= slow.get(op_class, 1.0)
+    return kernel + prepare + over.get(op_class, 0.0)

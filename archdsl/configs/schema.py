@@ -30,8 +30,14 @@ class HardwareConfig(BaseModel):
     # per op class: bytes/s at which its kernels prepare their weights on every call (absent: no such cost)
     weight_bw: dict[Literal[OP_CLASSES], Annotated[float, Field(gt=0)]] = Field(  # type: ignore[valid-type]
         default_factory=dict)
+    # per op class: the channel multiple its fast kernels need, and how many times longer they run off it
+    channel_align: dict[Literal[OP_CLASSES], Annotated[int, Field(gt=0)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
+    misaligned: dict[Literal[OP_CLASSES], Annotated[float, Field(gt=0)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict)
 
-    @field_validator("efficiency", "overhead", "mem_efficiency", "half_pixels", "weight_bw", mode="before")
+    @field_validator("efficiency", "overhead", "mem_efficiency", "half_pixels", "weight_bw", "channel_align",
+                     "misaligned", mode="before")
     @classmethod
     def _known_classes(cls, v: Any) -> Any:
         # A preset an earlier `archc calibrate` wrote may name classes since split or
@@ -93,7 +99,8 @@ class ArchConfig(BaseModel):
     def hardware_list(self) -> list[Hardware]:
         return [Hardware(k, v.peak_macs, v.mem_bw, v.note, dict(v.efficiency),
                          dict(v.overhead) if isinstance(v.overhead, dict) else v.overhead,
-                         dict(v.mem_efficiency), dict(v.half_pixels), dict(v.bw_curve), dict(v.weight_bw))
+                         dict(v.mem_efficiency), dict(v.half_pixels), dict(v.bw_curve), dict(v.weight_bw),
+                         dict(v.channel_align), dict(v.misaligned))
                 for k, v in self.hardware.items()]
 
 

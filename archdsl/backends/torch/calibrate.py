@@ -2,7 +2,7 @@
 write a hardware preset the cost model uses (cost.Hardware's calibrated form,
 archdsl/backends/latency.py):
 
-    time of a layer = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m))
+    time of a layer = max(MACs / (peak · e) · (1 + (p / pixels)²), (bytes - weights) / (bw(bytes) · m)) · a
                       + weights / w + overhead
 
 peak: the best MAC/s of dense GEMMs and convs; bw(bytes): copy bandwidth
@@ -11,9 +11,12 @@ class (cost.OP_CLASSES), e (the share of peak its kernels reach), m (the
 share of bw), p (the output pixels per image at which they compute at half
 speed), w (the bytes/s at which they read and prepare their weights on each
 call, whatever the batch: oneDNN's reorder of a conv's weights, a weight-
-standardized conv's standardization) and overhead (seconds per layer
-whatever its size: module call, dispatch, kernel launch) are fitted to the
-class's micro-benchmarks: typical layers from tiny to large (large weights
+standardized conv's standardization), a (how many times longer a kernel
+runs when the layer's vector channels are not a multiple of the class's
+channel alignment: 1 for those that are; the alignment is the multiple of 8,
+16 or 32 that explains the class's kernels best, or none) and overhead
+(seconds per layer whatever its size: module call, dispatch, kernel launch)
+are fitted to the class's micro-benchmarks: typical layers from tiny to large (large weights
 on small maps among them), each at batch 1 and 8, and a tiny layer, each
 timed after other typical layers (CONTEXT), as in a network. The fit
 minimizes the squared log error of the formula over them, so small layers,
@@ -59,7 +62,7 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
                    a=(32, 3, 1, 1, (32, 112, 112)), b=(64, 3, 1, 1, (64, 56, 56)), c=(128, 3, 1, 1, (128, 28, 28)),
                    d=(256, 3, 2, 1, (128, 28, 28)), e=(256, 3, 1, 1, (256, 14, 14)), f=(512, 3, 1, 1, (512, 7, 7)),
                    g=(512, 3, 1, 1, (512, 2, 2)), h=(16, 3, 1, 1, (16, 16, 16)), i=(256, 3, 1, 1, (256, 6, 6)),
-                   j=(512, 3, 1, 1, (512, 3, 3))),
+                   j=(512, 3, 1, 1, (512, 3, 3)), k=(40, 3, 1, 1, (40, 56, 56))),
     "conv1x1": _convs(a=(96, 1, 1, 1, (16, 112, 112)), b=(256, 1, 1, 1, (64, 56, 56)),
                       c=(64, 1, 1, 1, (256, 56, 56)), d=(128, 1, 1, 1, (512, 28, 28)),
                       e=(160, 1, 1, 1, (960, 7, 7)), f=(1280, 1, 1, 1, (320, 7, 7)),
@@ -71,12 +74,14 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
                         e=(480, 3, 1, "dw", (480, 14, 14)), f=(672, 5, 2, "dw", (672, 14, 14)),
                         g=(960, 3, 1, "dw", (960, 7, 7)), h=(768, 7, 1, "dw", (768, 3, 3)),
                         i=(16, 3, 1, "dw", (16, 16, 16)), j=(24, 3, 1, "dw", (24, 112, 112)),
-                        k=(40, 5, 2, "dw", (40, 56, 56)), l=(12, 3, 1, "dw", (12, 56, 56))),
+                        k=(40, 5, 2, "dw", (40, 56, 56)), l=(12, 3, 1, "dw", (12, 56, 56)),
+                        m=(56, 3, 1, "dw", (56, 28, 28)), n=(48, 3, 1, "dw", (48, 28, 28))),
     "grouped": _convs(a=(128, 3, 1, 32, (128, 56, 56)), b=(256, 3, 1, 32, (256, 28, 28)),
                       c=(512, 3, 1, 32, (512, 14, 14)), d=(1024, 3, 1, 32, (1024, 7, 7)),
                       e=(240, 1, 1, 3, (240, 28, 28)), f=(224, 3, 1, 14, (224, 28, 28)),
                       g=(1024, 3, 1, 64, (1024, 2, 2)), h=(48, 3, 2, 6, (48, 56, 56)),
-                      i=(1024, 3, 1, 32, (1024, 3, 3))),
+                      i=(1024, 3, 1, 32, (1024, 3, 3)), j=(240, 3, 1, 20, (240, 28, 28)),
+                      k=(320, 3, 1, 16, (320, 28, 28))),
     "gemm": [("linear", dict(out=1000), (1280, 1, 1)), ("linear", dict(out=1000), (2048, 1, 1)),
              ("linear", dict(out=1000), (320, 1, 1)), ("linear", dict(out=128), (512, 1, 1)),
              ("matmul", {}, ((6, 197, 64), (6, 64, 197))), ("matmul", {}, ((6, 197, 197), (6, 197, 64))),
@@ -131,6 +136,8 @@ class Calibration:
     half_pixels: dict[str, float] = field(default_factory=dict)  # per op class: output pixels at half speed
     bw_curve: dict[int, float] = field(default_factory=dict)  # bytes moved -> bytes/s
     weight_bw: dict[str, float] = field(default_factory=dict)  # per op class: bytes/s preparing weights per call
+    channel_align: dict[str, int] = field(default_factory=dict)  # per op class: channels its fast kernels need
+    misaligned: dict[str, float] = field(default_factory=dict)  # per op class: slowdown off that alignment
 
     def yaml(self) -> str:
         def flow(d: dict) -> str:
@@ -141,9 +148,10 @@ class Calibration:
                 f"{time.strftime('%Y-%m-%d')}")
         return (f"# Measured by `archc calibrate` on this machine ({platform.node()}, {platform.processor() or platform.machine()}).\n"
                 f"# Choose it with `hardware={self.name}`. Time of a layer (archdsl/backends/latency.py):\n"
-                f"# max(MACs / (peak_macs * e) * (1 + (p / output pixels)^2), (bytes - weights) / (bw(bytes) * m))\n"
+                f"# max(MACs / (peak_macs * e) * (1 + (p / output pixels)^2), (bytes - weights) / (bw(bytes) * m)) * a\n"
                 f"# + weights / w + overhead, bw from bw_curve; e (efficiency), m (mem_efficiency), p (half_pixels),\n"
-                f"# w (weight_bw; a class without it: weights among the bytes, no term of their own) and\n"
+                f"# w (weight_bw; a class without it: weights among the bytes, no term of their own), a (misaligned,\n"
+                f"# when the layer's vector channels are not a multiple of channel_align; else 1) and\n"
                 f"# overhead of the layer's op class.\n"
                 f"{self.name}:\n"
                 f"  peak_macs: {self.peak_macs:.4g}     # MAC/s, best dense GEMM / conv\n"
@@ -154,6 +162,8 @@ class Calibration:
                 f"  half_pixels: {flow(self.half_pixels)}\n"
                 f"  bw_curve: {flow(self.bw_curve)}  # bytes moved: bytes/s\n"
                 f"  weight_bw: {flow(self.weight_bw)}  # bytes/s\n"
+                f"  channel_align: {flow(self.channel_align)}  # channels\n"
+                f"  misaligned: {flow(self.misaligned)}  # times longer off the alignment\n"
                 f"  note: \"{note}\"\n")
 
 
@@ -303,35 +313,44 @@ def predicted(layer: Layer, peak: float, bw: float, batch: int = 1) -> float:
 GB = 1e9  # the fit's unit of weight preparation: seconds per GB
 
 
-def fit(points: list[tuple[float, float, float, float, float]], peak: float, bw
-        ) -> tuple[float, float, float, float, float]:
-    """(e, m, p, w, overhead) of one op class: what makes latency.seconds
+def fit(points: list[tuple], peak: float, bw) -> tuple[float, float, float, float, float, float]:
+    """(e, m, p, w, overhead, a) of one op class: what makes latency.seconds
     closest to the measured seconds over `points` (MACs, bytes, weight bytes,
-    output pixels per image, seconds), given bw(bytes moved) -> bytes/s, in
-    squared log error: from each of a few starting p and w, a grid over log e
-    and log m, then pattern steps over all five. A weak pull of log e and
-    log m towards 0 settles what the points leave free (e of a class whose
-    kernels have no MACs)."""
-    pts = [(c / peak, (b - wb) / bw(b), wb / GB, px, t) for c, b, wb, px, t in points if t > 0]
-    least = min(pt[-1] for pt in pts)
+    output pixels per image, seconds[, misaligned: a bool]), given
+    bw(bytes moved) -> bytes/s; see _fit."""
+    return _fit(points, peak, bw)[1]
 
-    def loss(le: float, lm: float, lp: float, q: float, o: float) -> float:  # q: seconds per GB of weights
-        e, m, p = math.exp(le), math.exp(lm), math.exp(lp) - 1
-        err = sum(math.log((max(c / e * latency.small_map(p, px), a / m) + wb * q + o) / t) ** 2
-                  for c, a, wb, px, t in pts)
-        return err + 1e-3 * (le * le + lm * lm)
+
+def _fit(points: list[tuple], peak: float, bw) -> tuple[float, tuple[float, float, float, float, float, float]]:
+    """(squared log error, (e, m, p, w, overhead, a)): from each of a few
+    starting p and w, a grid over log e and log m, then pattern steps over all
+    six. A weak pull of log e, log m and log a towards 0 settles what the
+    points leave free (e of a class whose kernels have no MACs; a where no
+    point is misaligned)."""
+    pts = [(c / peak, (b - wb) / bw(b), wb / GB, px, t, bool(rest and rest[0])) for c, b, wb, px, t, *rest in points
+           if t > 0]
+    least = min(pt[4] for pt in pts)
+    any_off = any(pt[5] for pt in pts)
+
+    def loss(le: float, lm: float, lp: float, q: float, o: float, la: float) -> float:  # q: seconds per GB of weights
+        e, m, p, a = math.exp(le), math.exp(lm), math.exp(lp) - 1, math.exp(la)
+        err = sum(math.log((max(c / e * latency.small_map(p, px), x / m) * (a if off else 1.0) + wb * q + o) / t) ** 2
+                  for c, x, wb, px, t, off in pts)
+        return err + 1e-3 * (le * le + lm * lm + la * la)
 
     grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
     found = []
     for p in (0, 4, 32, 256):  # each start: a grid over log e, log m, then a pattern search
         for q in (0.0, 0.3):  # weights free, or prepared at 3 GB/s (oneDNN's reorder of a conv's)
-            lp, o = math.log1p(p), least * 0.25
-            best = min((loss(le, lm, lp, q, o), le, lm, lp, q, o) for le in grid for lm in grid)
+            lp, o, la = math.log1p(p), least * 0.25, math.log(2.0) if any_off else 0.0
+            best = min((loss(le, lm, lp, q, o, la), le, lm, lp, q, o, la) for le in grid for lm in grid)
             _, *x = best
-            step = [0.25, 0.25, 0.5, 0.05, least * 0.05]
+            step = [0.25, 0.25, 0.5, 0.05, least * 0.05, 0.25 if any_off else 0.0]
             for _ in range(80):  # halve the steps when no move helps
                 moved = False
-                for i in range(5):
+                for i in range(6):
+                    if not step[i]:
+                        continue
                     for sign in (1, -1):
                         cand = list(x)
                         cand[i] += sign * step[i]
@@ -345,9 +364,31 @@ def fit(points: list[tuple[float, float, float, float, float]], peak: float, bw
                     if step[0] < 1e-3:
                         break
             found.append(best)
-    _, *x = min(found)
-    le, lm, lp, q, o = x
-    return math.exp(le), math.exp(lm), math.exp(lp) - 1, GB / max(q, 1e-6), o  # w: at most 1e15 B/s
+    err, *x = min(found)
+    le, lm, lp, q, o, la = x
+    return err, (math.exp(le), math.exp(lm), math.exp(lp) - 1, GB / max(q, 1e-6), o, math.exp(la))  # w <= 1e15 B/s
+
+
+ALIGNMENTS = (8, 16, 32)  # the channel multiples a class's fast kernels may need (vector widths)
+
+
+def fit_aligned(points: list[tuple], lanes: list[int], peak: float, bw) -> tuple[int, tuple]:
+    """(alignment, fit's figures) of one op class whose points (fit's, without
+    the flag) have vector channels `lanes` (cost.vector_channels; 0: none):
+    among no alignment and ALIGNMENTS, the one whose fit errs least, an
+    alignment kept only when its slowdown (a) explains at least a quarter of
+    the error and is at least 1.1 (0: none)."""
+    err0, best = _fit(points, peak, bw)
+    found = 0
+    least = err0
+    for align in ALIGNMENTS:
+        off = [bool(n) and n % align != 0 for n in lanes]
+        if not any(off) or all(off):
+            continue
+        err, figures = _fit([pt + (o,) for pt, o in zip(points, off)], peak, bw)
+        if err < least and err < 0.75 * err0 and figures[5] >= 1.1:
+            found, best, least = align, figures, err
+    return found, best
 
 
 def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: str = "fp32",
@@ -385,12 +426,14 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
     tiny = _overheads(device, tdtype, min_time, clock, before, cold_weights)
     nbytes = DTYPE_BYTES[dtype]
     efficiency, mem_efficiency, half_pixels, overhead, weight_bw, detail = {}, {}, {}, {}, {}, []
+    channel_align, misaligned = {}, {}
     for cls, layers in (kernels or KERNELS).items():
         kind, attrs, shape = TINY[cls]
         node = _op(kind, attrs, shape)
         layer = Layer(*_layer(kind, node, nbytes))
         # a tiny layer: overhead, nearly all
         points = [(layer.macs, layer.bytes, layer.weight_bytes, pixels(node.out_shape), tiny[cls])]
+        lanes = [layer.vector_channels]
         rows = []
         for kind, attrs, shape in layers:
             node = _op(kind, attrs, shape)
@@ -399,19 +442,27 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
                 t = _time_op(node, b, device, tdtype, min_time, cold, clock, before, cold_weights)
                 macs, moved = layer.macs * b, layer.weight_bytes + layer.act_bytes * b
                 points.append((macs, moved, layer.weight_bytes, pixels(node.out_shape), t))
+                lanes.append(layer.vector_channels)
                 rows.append(dict(op_class=cls, kind=kind, in_shape=ir.fmt_shape(node.in_shape), batch=b, macs=macs,
                                  bytes=moved, weight_bytes=layer.weight_bytes, pixels=pixels(node.out_shape),
-                                 roofline_s=predicted(layer, peak, bw, b), measured_s=t))
-        e, m, p, w, o = fit(points, peak, bw_of)
+                                 vector_channels=layer.vector_channels, roofline_s=predicted(layer, peak, bw, b),
+                                 measured_s=t))
+        align, (e, m, p, w, o, a) = fit_aligned(points, lanes, peak, bw_of)
         efficiency[cls], mem_efficiency[cls], half_pixels[cls], overhead[cls] = e, m, p, o
         weight_bw[cls] = w
-        fitted = latency.machine(peak, bw, {cls: e}, {cls: m}, {cls: o}, {cls: p}, at, {cls: w})
+        if align:
+            channel_align[cls], misaligned[cls] = align, a
+        fitted = latency.machine(peak, bw, {cls: e}, {cls: m}, {cls: o}, {cls: p}, at, {cls: w}, channel_align,
+                                 misaligned)
         for r in rows:
-            r["fitted_s"] = latency.seconds(r["macs"], r["bytes"], cls, (1, r["pixels"]), fitted, r["weight_bytes"])
+            r["fitted_s"] = latency.seconds(r["macs"], r["bytes"], cls, (1, r["pixels"]), fitted, r["weight_bytes"],
+                                            r["vector_channels"])
         detail += rows
         err = statistics.median(abs(r["fitted_s"] / r["measured_s"] - 1) for r in rows)
+        off = f", {a:.3g}x as long off multiples of {align} channels" if align else ""
         say(f"{cls}: efficiency {e:.3g}, memory {m:.3g}, half speed at {p:.3g} pixels, weights prepared at "
-            f"{w / 1e9:.3g} GB/s, overhead {o * 1e6:.1f} µs (median error over its {len(rows)} kernels: {err:.0%})")
+            f"{w / 1e9:.3g} GB/s, overhead {o * 1e6:.1f} µs{off} (median error over its {len(rows)} kernels: "
+            f"{err:.0%})")
     return Calibration(name, device, nthreads, dtype, peak, bw, overhead, efficiency,
                        time.perf_counter() - start, detail, mem_efficiency, clock, heap_is_steady(), half_pixels,
-                       curve, weight_bw)
+                       curve, weight_bw, channel_align, misaligned)
