@@ -30,7 +30,8 @@ class Compiled:
     def report(self, hardware: list[Hardware] | None = None) -> Report:
         """hardware: the config's presets, made already (a design space's points share them)."""
         return report(self.spec, self.config.name, self.config.dtype,
-                      self.config.hardware_list() if hardware is None else hardware, deployed=self.config.deploy)
+                      self.config.hardware_list() if hardware is None else hardware, deployed=self.config.deploy,
+                      channels_last=self.config.uses_channels_last)
 
     def module(self, device=None) -> Network:
         _check_memory(self, device)  # archdsl.load and archc build both come here

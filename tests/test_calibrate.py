@@ -8,10 +8,10 @@ def test_layers_are_timed_on_copies_whose_weights_exceed_the_caches(monkeypatch,
     made = []
     module = calib._module
 
-    def counted(node, device, dtype):
+    def counted(node, device, dtype, channels_last=False):
         if device != "meta":
             made.append(node.kind)
-        return module(node, device, dtype)
+        return module(node, device, dtype, channels_last)
     monkeypatch.setattr(calib, "_module", counted)
     node = calib._op("linear", dict(out=1024), (1024, 1, 1))  # 1024·1024 + 1024 fp32 weights: 4.2 MB
     assert calib._time_op(node, 1, "cpu", torch.float32, 0.0) > 0

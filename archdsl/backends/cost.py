@@ -108,7 +108,30 @@ class Hardware:
 # Op classes of the calibrated roofline: kernels of one class reach a similar
 # share of the machine's peak (archc calibrate measures typical layers of each).
 OP_CLASSES = ("conv", "conv1x1", "depthwise", "grouped", "ws_conv", "gemm", "elementwise", "smooth_act", "norm",
-              "pool", "window_pool", "data")
+              "pool", "window_pool", "data", "conv1x1_cl", "depthwise_cl", "norm_cl")
+# Classes whose kernels are others on channels-last tensors (oneDNN's 1x1 convs
+# run 5x faster there on 2x2 maps, its depthwise 1.3-4x and layer norms over
+# channels 1.6-2.3x, on one EPYC thread): such a layer takes the `_cl` class.
+# A preset calibrated before these existed uses the plain class's figures.
+CHANNELS_LAST_CLASSES = latency.CHANNELS_LAST_CLASSES
+# ...of the norms, only the layer norm over channels: ConvNeXt V2's GRN runs
+# 1.7-2.7x slower on channels-last tensors, not faster (its own figures are
+# the plain class's)
+_CHANNELS_LAST_KINDS = {"norm": {"layer_norm"}}
+
+
+_PLAIN = {cl: plain for plain, cl in CHANNELS_LAST_CLASSES.items()}
+
+
+def plain_class(op_class: str) -> str:
+    """The class a channels-last class is a variant of (any other: itself)."""
+    return _PLAIN.get(op_class, op_class)
+
+
+def channels_last_class(op_class: str, kind: str) -> str:
+    """The class of a layer whose kernel runs on channels-last tensors."""
+    kinds = _CHANNELS_LAST_KINDS.get(op_class)
+    return CHANNELS_LAST_CLASSES.get(op_class, op_class) if kinds is None or kind in kinds else op_class
 _GEMM = {"linear", "matmul", "mhsa", "mqa"}
 _POOL = {"global_pool", "mean_tokens"}
 # activations computed with exp, erf or tanh: several times the work per element of relu's
@@ -168,6 +191,7 @@ class Layer:
     fvcore_macs: int = 0
     op_class: str = "elementwise"  # see OP_CLASSES
     vector_channels: int = 0  # see vector_channels()
+    channels_last: bool = False  # its kernel runs on channels-last tensors (see Report.channels_last)
 
     @property
     def bytes(self) -> int:
@@ -222,12 +246,14 @@ class Part:
     (see ir.Seq.is_block), so a block that repeats is costed once, and a
     report's sums need no walk over every layer."""
 
-    def __init__(self, items: list, blocks: dict[str, str] | None = None):
+    def __init__(self, items: list, blocks: dict[str, str] | None = None, out_layout=False):
         # Layer rows as plain tuples, in Layer's field order (a Layer is made
         # only when someone reads the layers: a sweep needs the sums), and
-        # (prefix, Part) for each block call; `blocks`: prefix -> the block's name.
+        # (prefix, Part) for each block call; `blocks`: prefix -> the block's
+        # name; `out_layout`: its output's memory format (_Walk).
         self.items = items
         self.blocks = blocks or {}
+        self.out_layout = out_layout
         params = macs = acts = weight_bytes = act_bytes = fvcore = 0
         for it in items:
             if len(it) == 2:
@@ -325,19 +351,22 @@ class Report:
     spec: ir.Node = field(repr=False)  # what it reports on; layers are named only when read
     hardware: list[Hardware] = field(default_factory=list)
     deployed: bool = False
+    # A channels-last build (its input and conv weights): each layer's kernel
+    # runs in the memory format its input has in the built module.
+    channels_last: bool = False
     convention: ClassVar[str] = CONVENTION
 
     @cached_property
     def costed(self) -> Part:
         """The cost layer by layer, each named as the built module names it."""
-        return costed(self.spec, self.dtype)
+        return costed(self.spec, self.dtype, self.channels_last)
 
     @cached_property
     def _sums(self) -> Part:
         # Totals and times need no names: a sweep's or a search's report
         # reads only these, and naming the layers was a fifth of its cost.
         named = self.__dict__.get("costed")
-        return named if named is not None else unnamed(self.spec, self.dtype)
+        return named if named is not None else unnamed(self.spec, self.dtype, self.channels_last)
 
     @cached_property
     def layers(self) -> list[Layer]:
@@ -455,40 +484,37 @@ class Report:
         return s
 
 
-def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0) -> tuple:
+def _join_layer(name: str, kind: str, inputs: list[tuple], out: tuple, nbytes: int, params: int = 0,
+                channels_last: bool = False) -> tuple:
     moved = (sum(ir.numel(s) for s in inputs) + ir.numel(out)) * nbytes
     return (name, kind, inputs[0], out, params, 0, 0, params * nbytes, moved, 0,
-            "data" if kind == "concat" else "elementwise", 0)
+            "data" if kind == "concat" else "elementwise", 0, channels_last)
 
 
-def _op_row(node: ir.Op, nbytes: int) -> tuple:
-    """An op's cost row less its name, kept on the node (equal ops on equal inputs are one node)."""
-    kept = node.costed  # (bytes per element, attrs, input shape, row): checked, as copies keep it
+def _op_row(node: ir.Op, nbytes: int, channels_last: bool = False) -> tuple:
+    """An op's cost row less its name, its kernel on channels-last tensors or
+    not; kept on the node (equal ops on equal inputs are one node)."""
+    # kept: [bytes per element, attrs, input shape (checked: copies keep it), row, channels-last row, does
+    # it make a contiguous input channels-last]
+    kept = node.costed
     if kept is None or kept[0] != nbytes or kept[1] is not node.attrs or kept[2] is not node.in_shape:
-        kind = REGISTRY[node.kind].canonical or node.kind
-        kept = node.costed = (nbytes, node.attrs, node.in_shape, (
+        opdef = REGISTRY[node.kind]
+        kind = opdef.canonical or node.kind
+        kept = node.costed = [nbytes, node.attrs, node.in_shape, (
             node.kind, node.in_shape, node.out_shape) + _op_cost(node, nbytes) + (
-            op_class(kind, node.attrs, node.in_shape), vector_channels(kind, node.attrs, node.in_shape)))
-    return kept[3]
+            op_class(kind, node.attrs, node.in_shape), vector_channels(kind, node.attrs, node.in_shape), False), None,
+            opdef.layout == "channels_last"]
+    if not channels_last:
+        return kept[3]
+    if kept[4] is None:
+        row = kept[3]
+        kept[4] = row[:9] + (channels_last_class(row[9], REGISTRY[node.kind].canonical or node.kind), row[10], True)
+    return kept[4]
 
 
-def _layer(name: str, node: ir.Node, nbytes: int) -> tuple | None:
-    """The cost row of one IR node (Layer's fields, as a tuple): an op, or the join of a structural node."""
-    if type(node) is ir.Op:
-        return (name,) + _op_row(node, nbytes)
-    if isinstance(node, ir.Residual):
-        # with the learnable gain on the body, if any: a scalar or one per channel
-        gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
-        return _join_layer(name + ".add", "add", [node.out_shape, node.out_shape], node.out_shape, nbytes, gains)
-    if isinstance(node, ir.Parallel):
-        kind = "add" if node.join == "sum" else "concat"
-        return _join_layer(f"{name}.{kind}", kind, [b.out_shape for b in node.branches], node.out_shape, nbytes)
-    if isinstance(node, ir.Split):
-        return _join_layer(name + ".concat", "concat", [b.out_shape for b in node.branches],
-                           node.out_shape, nbytes)
-    if isinstance(node, ir.Gate):
-        return _join_layer(name + ".mul", "mul", [node.in_shape, node.body.out_shape], node.out_shape, nbytes)
-    return None
+def _layer(name: str, node: ir.Op, nbytes: int) -> tuple:
+    """The cost row of one op (Layer's fields, as a tuple), its kernel on contiguous tensors."""
+    return (name,) + _op_row(node, nbytes)
 
 
 def _op_cost(node: ir.Op, nbytes: int) -> tuple:
@@ -502,82 +528,184 @@ def _op_cost(node: ir.Op, nbytes: int) -> tuple:
     return c.params, c.macs, acts, c.params * nbytes, io_bytes, c.macs if c.fvcore is None else c.fvcore
 
 
+# ------------------------------------------------------------ memory formats
+# A value's memory format: True when channels-last, False when contiguous; a
+# tuple of them for several tensors. The torch backend's modules decide it
+# (ops.registry.LAYOUTS); the network starts channels-last in a channels-last
+# build, whose convolutions' weights are channels-last too.
+
+def _first(layout) -> bool:
+    return layout[0] if type(layout) is tuple else layout
+
+
+def _op_layouts(node: ir.Op, layout, weights_cl: bool) -> tuple[bool, object]:
+    """(does its kernel run channels-last, its output's format)."""
+    rule = REGISTRY[node.kind].layout
+    first = _first(layout)
+    if rule == "keep":
+        kernel = out = first
+    elif rule == "weights":
+        kernel = out = first or weights_cl
+    elif rule == "all_inputs":
+        kernel = out = all(layout) if type(layout) is tuple else layout
+    else:
+        kernel, out = first, rule == "channels_last"
+    k = len(node.out_shape) if type(node.out_shape[0]) is tuple else 1
+    return kernel, (out if k == 1 else (out,) * k)
+
+
+class _Walk:
+    """Cost rows of an IR subtree, in the order and under the names the torch
+    backend gives its modules (ir.named's), each op's kernel in the memory
+    format it meets there; block bodies are costed once per dtype and format
+    (_block_part). `named`: False leaves every name empty (sums need none)."""
+
+    __slots__ = ("nbytes", "dtype", "weights_cl", "named", "items", "blocks")
+
+    def __init__(self, nbytes: int, dtype: str, weights_cl: bool, named: bool):
+        self.nbytes, self.dtype, self.weights_cl, self.named = nbytes, dtype, weights_cl, named
+        self.items: list = []
+        self.blocks: dict[str, str] = {}
+
+    def node(self, node: ir.Node, name: str, layout):
+        """Add `node`'s rows, its input in format `layout`; return its output's format."""
+        t = type(node)
+        if t is ir.Op:  # most rows
+            if layout is False and not self.weights_cl:  # most of those: contiguous, as they were
+                self.items.append(((name,) if self.named else _NO_NAME) + _op_row(node, self.nbytes))
+                return node.costed[5]
+            kernel, out = _op_layouts(node, layout, self.weights_cl)
+            self.items.append(((name,) if self.named else _NO_NAME) + _op_row(node, self.nbytes, kernel))
+            return out
+        if t is ir.Seq:
+            if node.name is not None and node.role in _BLOCK_ROLES:  # a block call (ir.Seq.is_block)
+                children = node.children
+                if not children:
+                    return layout
+                done = getattr(children, "costed", None)
+                part = None if done is None else done.get(
+                    (self.dtype, layout, True) if self.weights_cl else self.dtype if layout is False else
+                    (self.dtype, layout, False))
+                if part is None:
+                    part = _block_part(children, self.nbytes, self.dtype, layout, self.weights_cl, node.wiring)
+                self.items.append((name, part))
+                if self.named:
+                    self.blocks[name] = node.name
+                return part.out_layout
+            return self.seq(node, name, layout)
+        items = self.items
+        dot = name + "." if name else ""
+        at = len(items)
+        items.append(None)  # the join's row, listed before the branches' (as ir.named lists them)
+        nb = self.nbytes
+        if t is ir.Residual:
+            outs = {part: self.node(seq, dot + part if self.named else "", layout) for part, seq in node.parts()}
+            body = outs["body"]
+            short = outs.get("shortcut", layout)
+            # the lowering adds the shortcut into a body output of its own in place (inference), else s + y
+            out = body if node.gain is not None or ir.fresh(node.body) else short
+            gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
+            items[at] = _join_layer(name + ".add" if self.named else "", "add", [node.out_shape, node.out_shape],
+                                    node.out_shape, nb, gains, _first(out))
+            return out
+        if t is ir.Parallel or t is ir.Split:
+            # a split's parts are slices of its input, strided as it is
+            outs = [self.node(b, f"{dot}branches.{i}" if self.named else "", layout) for i, b in enumerate(node.branches)]
+            kind = "add" if t is ir.Parallel and node.join == "sum" else "concat"
+            out = _first(outs[0]) if kind == "add" else all(map(_first, outs))
+            items[at] = _join_layer(f"{name}.{kind}" if self.named else "", kind, [b.out_shape for b in node.branches],
+                                    node.out_shape, nb, 0, out)
+            return out
+        if t is ir.Gate:
+            self.node(node.body, dot + "body" if self.named else "", layout)
+            items[at] = _join_layer(name + ".mul" if self.named else "", "mul", [node.in_shape, node.body.out_shape],
+                                    node.out_shape, nb, 0, _first(layout))
+            return layout
+        raise TypeError(f"no cost rule for IR node {t.__name__}")
+
+    def seq(self, node: ir.Seq | None, name: str, layout, children=None, wiring=None):
+        """A sequence's children, in order (`node`'s, or `children` wired by
+        `wiring`); wired (a DAG), each from the values it takes."""
+        if node is not None:
+            children, wiring = node.children, node.wiring
+        if not self.named:
+            if wiring is None:  # sums: the commonest walk
+                visit = self.node
+                for c in children:
+                    layout = visit(c, "", layout)
+                return layout
+            labels = [""] * len(children)
+        else:
+            dot = name + "." if name else ""
+            role = node.role if node is not None else None
+            labels = ([dot + n for n in ("stem", "stages", "head")] if role == "network" else
+                      [f"{dot}blocks.{i}" for i in range(len(children))] if role == "stage" else
+                      [dot + str(i) for i in range(len(children))])
+        if wiring is None:
+            for c, label in zip(children, labels):
+                layout = self.node(c, label, layout)
+            return layout
+        formats = list(layout) if type(layout) is tuple else [layout] * wiring.n_inputs
+        for c, ids, label in zip(children, wiring.inputs, labels):
+            out = self.node(c, label, formats[ids[0]] if len(ids) == 1 else tuple(formats[j] for j in ids))
+            k = len(c.out_shape) if type(c.out_shape[0]) is tuple else 1
+            formats.extend(out if type(out) is tuple else (out,) * k)
+        ids = wiring.outputs
+        return formats[ids[0]] if len(ids) == 1 else tuple(formats[j] for j in ids)
+
+
+_BLOCK_ROLES = ("block", None)
+_NO_NAME = ("",)
+
+
 def _is_block(node: ir.Node) -> bool:
     return type(node) is ir.Seq and node.is_block
 
 
-def _part(nodes: list[tuple[str, ir.Node]], nbytes: int, dtype: str) -> Part:
-    items: list = []
-    blocks: dict[str, str] = {}
-    for name, node in nodes:
-        t = type(node)
-        if t is ir.Op:  # most rows
-            items.append((name,) + _op_row(node, nbytes))
-        elif t is ir.Seq:
-            if node.is_block and node.children:
-                items.append((name, _block_part(node.children, nbytes, dtype)))
-                blocks[name] = node.name
-        else:
-            layer = _layer(name, node, nbytes)
-            if layer is not None:
-                items.append(layer)
-    return Part(items, blocks)
-
-
-def _block_part(children: list, nbytes: int, dtype: str) -> Part:
-    """A block body's cost; kept on the body (an ir.Body, shared by equal calls)."""
+def _block_part(children: list, nbytes: int, dtype: str, layout=False, weights_cl: bool = False,
+                wiring: ir.Wiring | None = None) -> Part:
+    """A block body's cost; kept on the body (an ir.Body, shared by equal
+    calls, as is their wiring) per dtype and memory format."""
+    key = (dtype, layout, weights_cl) if layout is not False or weights_cl else dtype
     done = getattr(children, "costed", None)
-    if done is not None and dtype in done:
-        return done[dtype]
-    nodes = ir.named_children(children, _is_block)
-    part = _part(nodes, nbytes, dtype)
+    if done is not None:
+        part = done.get(key)
+        if part is not None:
+            return part
+    walk = _Walk(nbytes, dtype, weights_cl, True)
+    out = walk.seq(None, "", layout, children, wiring)
+    part = Part(walk.items, walk.blocks, out)
     if isinstance(children, ir.Body):
         if done is None:
             children.costed = done = {}
-        done[dtype] = part
+        done[key] = part
     return part
 
 
-def costed(spec: ir.Node, dtype: str = "fp32") -> Part:
-    """The cost of `spec`, layer by layer, with block bodies costed once each."""
-    nbytes = DTYPE_BYTES[dtype]
-    if _is_block(spec):  # a block on its own
-        return _block_part(spec.children, nbytes, dtype)
-    return _part(ir.named(spec, "", _is_block), nbytes, dtype)
+def costed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False) -> Part:
+    """The cost of `spec`, layer by layer, with block bodies costed once each;
+    `channels_last`: a channels-last build (its input and weights)."""
+    return _costed(spec, dtype, channels_last, True)
 
 
-def unnamed(spec: ir.Node, dtype: str = "fp32") -> Part:
+def unnamed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False) -> Part:
     """`costed` without the layers' names: the same items in the same order
     (so equal totals and, summed in that order, equal times), block bodies
     costed once each, for callers that read only sums."""
+    return _costed(spec, dtype, channels_last, False)
+
+
+def _costed(spec: ir.Node, dtype: str, channels_last: bool, named: bool) -> Part:
     nbytes = DTYPE_BYTES[dtype]
-    if _is_block(spec):
-        return _block_part(spec.children, nbytes, dtype)
-    items: list = []
-    _unnamed_items(spec, nbytes, dtype, items)
-    return Part(items)
-
-
-def _unnamed_items(node: ir.Node, nbytes: int, dtype: str, items: list) -> None:
-    t = type(node)
-    if t is ir.Op:
-        items.append(_NO_NAME + _op_row(node, nbytes))
-    elif t is ir.Seq:
-        if node.is_block:
-            if node.children:
-                items.append(("", _block_part(node.children, nbytes, dtype)))
-            return
-        for c in node.children:  # in the order they run, as ir.named lists them
-            _unnamed_items(c, nbytes, dtype, items)
-    else:  # a structural node (residual, branches, gate): rare outside blocks, costed as named
-        items.extend(_part(ir.named(node, "", _is_block), nbytes, dtype).items)
-
-
-_NO_NAME = ("",)
+    if _is_block(spec):  # a block on its own
+        return _block_part(spec.children, nbytes, dtype, channels_last, channels_last, spec.wiring)
+    walk = _Walk(nbytes, dtype, channels_last, named)
+    out = walk.node(spec, "", channels_last) if type(spec) is not ir.Seq else walk.seq(spec, "", channels_last)
+    return Part(walk.items, walk.blocks, out)
 
 
 def report(spec: ir.Seq, name: str, dtype: str = "fp32", hardware: list[Hardware] | None = None,
-           deployed: bool = False) -> Report:
+           deployed: bool = False, channels_last: bool = False) -> Report:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}")
-    return Report(name, spec.in_shape, dtype, spec, list(hardware or []), deployed)
+    return Report(name, spec.in_shape, dtype, spec, list(hardware or []), deployed, channels_last)

@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from archdsl.backends.cost import Hardware, Report
+from archdsl.backends.cost import Hardware, Report, plain_class
 from archdsl.compiler import ir
 
 
@@ -72,16 +72,17 @@ def sections(rep: Report, hw: Hardware) -> list[Section]:
         t = l.time(hw)
         s.bytes += l.bytes
         s.time += t
-        if l.op_class == "conv1x1":
+        cls = plain_class(l.op_class)  # a 1x1 conv is one whichever memory format it runs in
+        if cls == "conv1x1":
             c1, c2 = ir.shapes(l.in_shape)[0][0], l.out_shape[0]
             hw_ = l.out_shape[1] * l.out_shape[2]
             b = hw_ * c1 * c2
             s.mac_1x1 += hw_ * (c1 + c2) + c1 * c2
             s.bound_1x1 += 2 * math.sqrt(hw_ * b) + b / hw_
-        elif l.op_class in ("grouped", "depthwise"):
+        elif cls in ("grouped", "depthwise"):
             s.grouped_bytes += l.bytes
             s.grouped_macs += l.macs
-        elif l.op_class in _ELEMENTWISE:
+        elif cls in _ELEMENTWISE:
             s.elementwise_bytes += l.bytes
             s.elementwise_time += t
         m = _BLOCK.match(l.name)

@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import math
 
+# the op classes whose kernels differ on channels-last tensors (cost.CHANNELS_LAST_CLASSES)
+CHANNELS_LAST_CLASSES = {"conv1x1": "conv1x1_cl", "depthwise": "depthwise_cl", "norm": "norm_cl"}
+
 
 def pixels(shape) -> int:
     """Output positions per image and channel: H·W of (C, H, W), the rest of other layouts."""
@@ -67,9 +70,21 @@ def machine(peak: float, bw: float, efficiency: dict, mem_efficiency: dict, over
             half_pixels: dict, bw_curve=(), weight_bw: dict | None = None, channel_align: dict | None = None,
             misaligned: dict | None = None) -> tuple:
     """What seconds() takes (absent classes: e = 1, m = e, p = 0, no weight
-    preparation, a = 1, overhead 0)."""
-    return (peak, bw, efficiency, mem_efficiency, overhead, half_pixels, tuple(sorted(bw_curve)), weight_bw or {},
-            channel_align or {}, misaligned or {})
+    preparation, a = 1, overhead 0; a channels-last class absent from a
+    calibrated machine, as from presets measured before it existed: its plain
+    class's figures)."""
+    figures = [efficiency, mem_efficiency, overhead, half_pixels, weight_bw or {}, channel_align or {}, misaligned or {}]
+    if efficiency:
+        figures = [_with_plain(d, efficiency) for d in figures]
+    eff, mem, over, half, wbw, align, slow = figures
+    return peak, bw, eff, mem, over, half, tuple(sorted(bw_curve)), wbw, align, slow
+
+
+def _with_plain(figures: dict, efficiency: dict) -> dict:
+    """`figures` with each channels-last class the machine was not measured
+    for given its plain class's figure."""
+    missing = [(cl, plain) for plain, cl in CHANNELS_LAST_CLASSES.items() if cl not in efficiency and plain in figures]
+    return {**figures, **{cl: figures[plain] for cl, plain in missing}} if missing else figures
 
 
 def seconds(macs: float, moved: float, op_class: str, out_shape, m: tuple, weights: float = 0.0,

@@ -29,7 +29,6 @@ from functools import lru_cache
 
 import torch
 
-from archdsl.backends.torch.lower import _fresh, _passes_input
 from archdsl.compiler import ir
 from archdsl.ops import REGISTRY, LowerContext
 from archdsl.ops.conv import _same_is_symmetric
@@ -170,13 +169,13 @@ class _Run:
         cur, fresh = x, False
         for c, nm in zip(children, names):
             cur = self.node(c, nm, cur, held, fresh)
-            if not _passes_input(c):
-                fresh = _fresh(c)
+            if not ir.passes_input(c):
+                fresh = ir.fresh(c)
         return cur
 
     def residual(self, r: ir.Residual, dot: str, x: tuple[Tensor, ...], held: frozenset) -> tuple[Tensor, ...]:
         (y,) = self.seq(r.body, dot + "body", x, held)
-        fresh = _fresh(r.body)
+        fresh = ir.fresh(r.body)
         if r.gain is not None:
             g = self.of(r.out_shape, y, params=True)
             self.note(dot + "body", held, (y, g))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from archdsl.language.ast import Loc
-from archdsl.ops.registry import Shape, numel
+from archdsl.ops.registry import REGISTRY, Shape, numel
 
 
 @dataclass(slots=True)
@@ -230,3 +230,31 @@ def _visit(out: list, node: Node, prefix: str, stop) -> None:
             _visit(out, b, dot + str(i), stop)
     elif t is Gate:
         _visit(out, node.body, dot + "body", stop)
+
+
+_PASS_THROUGH = {"identity", "dropout"}
+
+
+def passes_input(node: Node) -> bool:
+    """Does this node return its input itself (identity, dropout, an empty sequence)?"""
+    if isinstance(node, Op):
+        return node.kind in _PASS_THROUGH
+    if isinstance(node, Seq) and node.wiring is not None:  # a DAG: assume it may
+        return True
+    if isinstance(node, Seq):
+        return all(passes_input(c) for c in node.children)
+    return False
+
+
+def fresh(node: Node) -> bool:
+    """Does this node return a tensor that nothing else holds, nor autograd
+    keeps for a backward pass? (in-place safety: the lowering adds a
+    residual's shortcut into such a body's output)"""
+    if isinstance(node, Op):
+        return node.kind not in _PASS_THROUGH and not REGISTRY[node.kind].keeps_output
+    if isinstance(node, Seq) and node.wiring is not None:  # a DAG may return a value it read
+        return False
+    if isinstance(node, Seq):  # what its last child that computes returns
+        last = next((c for c in reversed(node.children) if not passes_input(c)), None)
+        return last is not None and fresh(last)
+    return True

@@ -144,4 +144,4 @@ class SoftmaxAttrs(Attrs):
 
 
 register(OpDef("softmax", SoftmaxAttrs, same, no_cost, lambda a, x, y, ctx: nn.Softmax(a.dim),
-               "softmax(dim: 1) — over channels (1), rows (2) or columns (3)", keeps_output=True))
+               "softmax(dim: 1) — over channels (1), rows (2) or columns (3)", keeps_output=True, layout="contiguous"))

@@ -99,10 +99,10 @@ def layer_norm_cost(a, x: Shape, y: Shape) -> Cost:
 
 
 register(OpDef("layer_norm", EpsAttrs, same, layer_norm_cost,
-               lambda a, x, y, ctx: LayerNorm2d(x[0], eps=a.eps), "layer_norm(eps: 1e-6) — over channels"))
+               lambda a, x, y, ctx: LayerNorm2d(x[0], eps=a.eps), "layer_norm(eps: 1e-6) — over channels", layout="channels_last"))
 register(OpDef("layer_scale", ScaleAttrs, same, per_channel(1),
                lambda a, x, y, ctx: LayerScale(x[0], a.init), "layer_scale(init: 1e-6)"))
 register(OpDef("grn", EpsAttrs, same, per_channel(2),
                lambda a, x, y, ctx: GlobalResponseNorm(x[0], a.eps), "grn(eps: 1e-6)"))
 register(OpDef("slice_channels", SliceAttrs, slice_shape, lambda a, x, y: Cost(),
-               lambda a, x, y, ctx: SliceChannels(a.start, a.c), "slice_channels(c, start: 0)"))
+               lambda a, x, y, ctx: SliceChannels(a.start, a.c), "slice_channels(c, start: 0)", layout="keep"))

@@ -124,4 +124,4 @@ def lower(a: ConvAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
 
 CONV = register(OpDef("conv", ConvAttrs, shape, cost, lower,
                       'conv(out, k, stride: 1, groups: 1, dilation: 1, bias: false, padding: auto | int | "same"); '
-                      "k, stride, dilation, padding: an int or (h, w)"))
+                      "k, stride, dilation, padding: an int or (h, w)", layout="weights"))

@@ -79,7 +79,7 @@ register(OpDef("add", NoAttrs, lambda a, x: broadcast_shape(x), no_cost,
 register(OpDef("mul", NoAttrs, lambda a, x: broadcast_shape(x), no_cost,
                lambda a, x, y, ctx: Mul(), "mul(a, b, ...) — element-wise product of named tensors", joins=True))
 register(OpDef("cat", NoAttrs, cat_shape, no_cost,
-               lambda a, x, y, ctx: Cat(), "cat(a, b, ...) — named tensors concatenated on channels", joins=True))
+               lambda a, x, y, ctx: Cat(), "cat(a, b, ...) — named tensors concatenated on channels", joins=True, layout="all_inputs"))
 
 
 class ChunkAttrs(Attrs):
@@ -122,4 +122,4 @@ def lower_chunk(a: ChunkAttrs, x: Shape, y, ctx: LowerContext) -> nn.Module:
 
 
 register(OpDef("chunk", ChunkAttrs, chunk_shape, no_cost, lower_chunk,
-               "chunk(parts) — split channels into several tensors (name them: -> (a, b))"))
+               "chunk(parts) — split channels into several tensors (name them: -> (a, b))", layout="keep"))

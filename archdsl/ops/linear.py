@@ -33,4 +33,4 @@ def lower(a: LinearAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
     return FlatLinear(numel(x), a.out, bias=a.bias)
 
 
-register(OpDef("linear", LinearAttrs, shape, cost, lower, "linear(out, bias: true)"))
+register(OpDef("linear", LinearAttrs, shape, cost, lower, "linear(out, bias: true)", layout="contiguous"))

@@ -91,7 +91,7 @@ class Reshape(nn.Module):
 register(OpDef("reshape", ReshapeAttrs, reshape_shape, no_cost,
                lambda a, x, y, ctx: Reshape(y),
                "reshape(c, h, w) — same elements, row-major over (C, H, W); one size may be -1",
-               keeps_output=True))
+               keeps_output=True, layout="contiguous"))
 
 
 # --- transpose ----------------------------------------------------------------
@@ -137,7 +137,7 @@ class Transpose(nn.Module):
 register(OpDef("transpose", TransposeAttrs, transpose_shape, no_cost,
                lambda a, x, y, ctx: Transpose(_axis(a.a), _axis(a.b)),
                "transpose(a, b) — swap two dimensions: 1 channels, 2 rows, 3 columns",
-               keeps_output=True))  # a view of its input, as reshape's
+               keeps_output=True, layout="contiguous"))  # a view of its input, as reshape's
 
 
 # --- matmul ---------------------------------------------------------------------
@@ -171,4 +171,4 @@ class MatMul(nn.Module):
 
 
 register(OpDef("matmul", NoAttrs, matmul_shape, matmul_cost, lambda a, x, y, ctx: MatMul(),
-               "matmul(a, b) — (C, H, K) @ (C, K, W) -> (C, H, W), batched over channels", joins=True))
+               "matmul(a, b) — (C, H, K) @ (C, K, W) -> (C, H, W), batched over channels", joins=True, layout="contiguous"))

@@ -246,4 +246,4 @@ def lower(a: MHSAAttrs, x: Shape, y: Shape, ctx: LowerContext) -> nn.Module:
 MHSA = register(OpDef("mhsa", MHSAAttrs, shape, cost, lower,
                       'mhsa(heads, head_dim: in.c // heads, value_dim: head_dim, qkv_bias: false, out: in.c, '
                       'proj_bias: true, q_stride: 1, kv_stride: 1, pool: "avg", attn_bias: "none", '
-                      'qkv_order: "qkv")'))
+                      'qkv_order: "qkv")', layout="channels_last"))

@@ -54,5 +54,5 @@ class NoAttrs(Attrs):
 
 register(OpDef("dropout", DropoutAttrs, same, no_cost, lower_dropout, "dropout(p)"))
 register(OpDef("channel_shuffle", ShuffleAttrs, shuffle_shape, no_cost, lower_shuffle,
-               "channel_shuffle(groups)"))
+               "channel_shuffle(groups)", layout="contiguous"))
 register(OpDef("identity", NoAttrs, same, no_cost, lambda a, x, y, ctx: nn.Identity(), "identity"))

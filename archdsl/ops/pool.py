@@ -91,4 +91,4 @@ register(OpDef("avg_pool", PoolAttrs, shape, no_cost, lower_avg,
                "avg_pool(k, stride: k, padding: 0, ceil_mode: false, count_include_pad: true); "
                "k, stride, padding: an int or (h, w)"))
 register(OpDef("global_pool", GlobalPoolAttrs, global_shape, global_cost, lower_global,
-               'global_pool(kind: "avg" | "max" | "avgmax") — keeps a 1x1 spatial size'))
+               'global_pool(kind: "avg" | "max" | "avgmax") — keeps a 1x1 spatial size', layout="contiguous"))

@@ -105,6 +105,20 @@ class OpDef:
     # Autograd may keep the op's output for its backward (sigmoid, tanh, ELU, …):
     # the next op must not overwrite it in place.
     keeps_output: bool = False
+    # The memory format of the lowered module's output (LAYOUTS), which decides
+    # which kernels the layers after it run (the calibrated roofline's classes).
+    layout: str = "keep"
+
+
+# How an op's output memory format follows from its input's (torch's rules;
+# tests/test_memory_format.py checks every op's lowering against its own):
+LAYOUTS = {
+    "keep": "the input's (elementwise ops, pools, norms over a batch; a join: its first input's)",
+    "channels_last": "channels-last whatever the input (a norm over channels computed on a permuted view)",
+    "contiguous": "contiguous (plain NCHW, or not a 4-D map: tokens, vectors, a slice of channels)",
+    "all_inputs": "channels-last when every input is (concatenation)",
+    "weights": "channels-last when the input or the layer's weights are (convolutions)",
+}
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -114,7 +128,8 @@ def register(opdef: OpDef, aliases: dict[str, dict[str, Any]] | None = None) -> 
     REGISTRY[opdef.name] = opdef
     for alias, preset in (aliases or {}).items():
         REGISTRY[alias] = OpDef(alias, opdef.attrs, opdef.shape, opdef.cost, opdef.lower,
-                                opdef.doc, tuple(preset.items()), opdef.name, opdef.joins, opdef.keeps_output)
+                                opdef.doc, tuple(preset.items()), opdef.name, opdef.joins, opdef.keeps_output,
+                                opdef.layout)
     return opdef
 
 

@@ -59,7 +59,7 @@ class Tokens(nn.Module):
 register(OpDef("tokens", NoAttrs, lambda a, x: (x[0], x[1] * x[2], 1), no_cost,
                lambda a, x, y, ctx: Tokens(),
                "tokens — (C, H, W) -> (C, H*W, 1), the map's positions row by row",
-               keeps_output=True))  # often a view of its input: the next op must not overwrite it
+               keeps_output=True, layout="contiguous"))  # often a view of its input: the next op must not overwrite it
 
 
 class UnflattenAttrs(Attrs):
@@ -88,7 +88,7 @@ class Unflatten(nn.Module):
 
 register(OpDef("unflatten", UnflattenAttrs, unflatten_shape, no_cost,
                lambda a, x, y, ctx: Unflatten(a.h, a.w),
-               "unflatten(h, w) — tokens (C, h*w, 1) -> the map (C, h, w)", keeps_output=True))
+               "unflatten(h, w) — tokens (C, h*w, 1) -> the map (C, h, w)", keeps_output=True, layout="keep"))
 
 
 # --- class_token ---------------------------------------------------------------------
@@ -116,7 +116,7 @@ class ClassToken(nn.Module):
 register(OpDef("class_token", ClassTokenAttrs, class_token_shape,
                lambda a, x, y: Cost(params=a.count * x[0]),
                lambda a, x, y, ctx: ClassToken(x[0], a.count),
-               "class_token(count: 1) — prepend learned tokens: (C, N, 1) -> (C, N+count, 1)"))
+               "class_token(count: 1) — prepend learned tokens: (C, N, 1) -> (C, N+count, 1)", layout="contiguous"))
 
 
 # --- pos_embed -----------------------------------------------------------------------
@@ -242,7 +242,7 @@ class TakeToken(nn.Module):
 register(OpDef("take_token", TakeTokenAttrs, take_token_shape, no_cost,
                lambda a, x, y, ctx: TakeToken(a.index % x[1]),
                "take_token(index: 0) — keep one token: (C, N, 1) -> (C, 1, 1)",
-               keeps_output=True))  # a view of its input
+               keeps_output=True, layout="keep"))  # a view of its input
 
 
 class MeanTokensAttrs(Attrs):
@@ -270,4 +270,4 @@ class MeanTokens(nn.Module):
 
 register(OpDef("mean_tokens", MeanTokensAttrs, mean_tokens_shape, no_cost,
                lambda a, x, y, ctx: MeanTokens(a.start),
-               "mean_tokens(start: 0) — the mean of tokens start…N-1: (C, N, 1) -> (C, 1, 1)"))
+               "mean_tokens(start: 0) — the mean of tokens start…N-1: (C, N, 1) -> (C, 1, 1)", layout="contiguous"))

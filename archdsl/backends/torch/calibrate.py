@@ -24,7 +24,9 @@ which run far below peak, weigh as much as large ones. Every kernel is an IR
 op lowered as archc lowers it and costed by the cost report's own rules, so
 calibration and report agree on what a layer's MACs and bytes are. The heap
 is kept steady (timing.steady_heap) and, with one CPU thread, kernels are
-timed on the thread's CPU clock (timing.py says why). Takes about a minute.
+timed on the thread's CPU clock (timing.py says why). The channels-last
+classes (cost.CHANNELS_LAST_CLASSES) time their kernels on channels-last
+inputs and weights. Takes under two minutes (110 s on one EPYC thread).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ import torch
 from torch import nn
 
 from archdsl.backends import latency
-from archdsl.backends.cost import DTYPE_BYTES, OP_CLASSES, Layer, _layer
+from archdsl.backends.cost import CHANNELS_LAST_CLASSES, DTYPE_BYTES, OP_CLASSES, Layer, _layer
 from archdsl.backends.latency import pixels
 from archdsl.backends.torch.timing import check_clock, heap_is_steady, measure, steady_heap
 from archdsl.compiler import ir
@@ -114,6 +116,14 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
     "data": [("cat", {}, ((64, 28, 28),) * 2), ("channel_shuffle", dict(groups=2), (116, 28, 28)),
              ("cat", {}, ((128, 14, 14),) * 4), ("cat", {}, ((32, 56, 56),) * 2),
              ("channel_shuffle", dict(groups=2), (464, 7, 7))],
+    # on channels-last tensors (cost.CHANNELS_LAST_CLASSES): ConvNeXt's layers, and MobileNet's deployed
+    "conv1x1_cl": _convs(b=(256, 1, 1, 1, (64, 56, 56)), e=(160, 1, 1, 1, (960, 7, 7)),
+                         i=(3072, 1, 1, 1, (768, 2, 2)), j=(384, 1, 1, 1, (1536, 4, 4)),
+                         h=(384, 1, 1, 1, (96, 14, 14))),
+    "depthwise_cl": _convs(a=(32, 3, 1, "dw", (32, 112, 112)), c=(144, 3, 1, "dw", (144, 56, 56)),
+                           k=(40, 5, 2, "dw", (40, 56, 56)), m=(96, 7, 1, "dw", (96, 56, 56)),
+                           n=(384, 7, 1, "dw", (384, 14, 14)), o=(768, 7, 1, "dw", (768, 3, 3))),
+    "norm_cl": [("layer_norm", {}, (96, 56, 56)), ("layer_norm", {}, (384, 14, 14)), ("layer_norm", {}, (768, 4, 4))],
 }
 assert set(KERNELS) == set(OP_CLASSES)
 
@@ -173,14 +183,17 @@ def _op(kind: str, attrs: dict, in_shape: tuple) -> ir.Op:
     return ir.Op(in_shape, opdef.shape(a, in_shape), None, (), kind, a)
 
 
-def _inputs(node: ir.Op, batch: int, device: str, dtype: torch.dtype):
-    make = [torch.randn((batch,) + tuple(s), device=device, dtype=dtype) for s in ir.shapes(node.in_shape)]
+def _inputs(node: ir.Op, batch: int, device: str, dtype: torch.dtype, channels_last: bool = False):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    make = [torch.randn((batch,) + tuple(s), device=device, dtype=dtype).contiguous(memory_format=fmt)
+            for s in ir.shapes(node.in_shape)]
     return tuple(make) if REGISTRY[node.kind].joins else make[0]
 
 
-def _module(node: ir.Op, device: str, dtype: torch.dtype) -> nn.Module:
+def _module(node: ir.Op, device: str, dtype: torch.dtype, channels_last: bool = False) -> nn.Module:
     m = REGISTRY[node.kind].lower(node.attrs, node.in_shape, node.out_shape, LowerContext(False))
-    return m.to(device=device, dtype=dtype).eval()
+    m = m.to(device=device, dtype=dtype).eval()
+    return m.to(memory_format=torch.channels_last) if channels_last else m
 
 
 COLD_BYTES = 64 * 2 ** 20  # more than a CPU's last-level cache
@@ -212,7 +225,7 @@ def _context(device: str, dtype: torch.dtype):
 
 
 def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time: float, cold: bool = False,
-             clock: str = "wall", before=None, cold_weights: bool = True) -> float:
+             clock: str = "wall", before=None, cold_weights: bool = True, channels_last: bool = False) -> float:
     """Median seconds of one call, each after `before(i)` (the context:
     _context) when given. On a CPU each call takes the next of several
     copies of the layer, their weights together larger than the caches, so
@@ -220,7 +233,8 @@ def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time:
     a whole forward pass ago (in a loop over one copy, a classifier's 5 MB of
     weights stay in cache: 3x faster than in a network); its input is one
     tensor, as a network's layer reads what the layer before it has just
-    written, or, `cold`, the next of as many copies: nothing in cache."""
+    written, or, `cold`, the next of as many copies: nothing in cache;
+    `channels_last`: input and weights in that memory format."""
     n = 1
     if device == "cpu" and (cold or cold_weights):
         per = sum(p.numel() for p in _module(node, "meta", dtype).parameters())
@@ -228,8 +242,8 @@ def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time:
             per += sum(ir.numel(s) for s in ir.shapes(node.in_shape)) * batch
         if per:
             n = max(1, min(64, -(-COLD_BYTES // max(per * torch.finfo(dtype).bits // 8, 1))))
-    mods = [_module(node, device, dtype) for _ in range(n)]
-    xs = [_inputs(node, batch, device, dtype) for _ in range(n if cold else 1)]
+    mods = [_module(node, device, dtype, channels_last) for _ in range(n)]
+    xs = [_inputs(node, batch, device, dtype, channels_last) for _ in range(n if cold else 1)]
     turn = [0]
 
     def call():
@@ -290,6 +304,8 @@ TINY: dict[str, tuple[str, dict, tuple]] = {
     "smooth_act": ("silu", {}, (8, 4, 4)), "norm": ("layer_norm", {}, (8, 4, 4)),
     "pool": ("global_pool", {}, (8, 4, 4)), "window_pool": ("max_pool", dict(k=3, stride=1, padding=1), (8, 4, 4)),
     "data": ("cat", {}, ((8, 4, 4),) * 2),
+    "conv1x1_cl": ("conv", dict(out=8, k=1), (8, 4, 4)), "depthwise_cl": ("conv", dict(out=8, k=3, groups=8), (8, 4, 4)),
+    "norm_cl": ("layer_norm", {}, (8, 4, 4)),
 }
 assert set(TINY) == set(OP_CLASSES)
 
@@ -301,8 +317,12 @@ def _overheads(device: str, dtype: torch.dtype, min_time: float, clock: str, bef
     costs whatever its size (module call, dispatch, kernel launch)."""
     out = {}
     for cls, (kind, attrs, shape) in TINY.items():
-        out[cls] = _time_op(_op(kind, attrs, shape), 1, device, dtype, min_time, False, clock, before, cold_weights)
+        out[cls] = _time_op(_op(kind, attrs, shape), 1, device, dtype, min_time, False, clock, before, cold_weights,
+                            cls in _CHANNELS_LAST)
     return out
+
+
+_CHANNELS_LAST = set(CHANNELS_LAST_CLASSES.values())  # classes timed on channels-last tensors
 
 
 def predicted(layer: Layer, peak: float, bw: float, batch: int = 1) -> float:
@@ -439,7 +459,7 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
             node = _op(kind, attrs, shape)
             layer = Layer(*_layer(kind, node, nbytes))
             for b in BATCHES:
-                t = _time_op(node, b, device, tdtype, min_time, cold, clock, before, cold_weights)
+                t = _time_op(node, b, device, tdtype, min_time, cold, clock, before, cold_weights, cls in _CHANNELS_LAST)
                 macs, moved = layer.macs * b, layer.weight_bytes + layer.act_bytes * b
                 points.append((macs, moved, layer.weight_bytes, pixels(node.out_shape), t))
                 lanes.append(layer.vector_channels)

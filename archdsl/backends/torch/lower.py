@@ -14,33 +14,6 @@ from archdsl.compiler import ir
 from archdsl.compiler.passes import head as head_pass
 from archdsl.ops import REGISTRY, LowerContext
 
-_PASS_THROUGH = {"identity", "dropout"}
-
-
-def _passes_input(node: ir.Node) -> bool:
-    """Does this node return its input itself (identity, dropout, an empty sequence)?"""
-    if isinstance(node, ir.Op):
-        return node.kind in _PASS_THROUGH
-    if isinstance(node, ir.Seq) and node.wiring is not None:  # a DAG: assume it may
-        return True
-    if isinstance(node, ir.Seq):
-        return all(_passes_input(c) for c in node.children)
-    return False
-
-
-def _fresh(node: ir.Node) -> bool:
-    """Does this node return a tensor that nothing else holds, nor autograd
-    keeps for a backward pass? (in-place safety)"""
-    if isinstance(node, ir.Op):
-        return node.kind not in _PASS_THROUGH and not REGISTRY[node.kind].keeps_output
-    if isinstance(node, ir.Seq) and node.wiring is not None:  # a DAG may return a value it read
-        return False
-    if isinstance(node, ir.Seq):  # what its last child that computes returns
-        last = next((c for c in reversed(node.children) if not _passes_input(c)), None)
-        return last is not None and _fresh(last)
-    return True
-
-
 class _Lowering:
     def __init__(self, drop_path_rate: float, residual_count: int):
         self.rate = drop_path_rate
@@ -62,7 +35,7 @@ class _Lowering:
                 dp = DropPath(rate) if rate > 0 else None
             short = self.seq(n.shortcut) if n.shortcut is not None else None
             return Residual(self.seq(n.body), short, dp, n.gain, n.shortcut_first,
-                            n.out_shape[0] if n.gain_per_channel else 0, _fresh(n.body))
+                            n.out_shape[0] if n.gain_per_channel else 0, ir.fresh(n.body))
         if isinstance(n, ir.Parallel):
             branches = [self.seq(b) for b in n.branches]
             held = make_branches(branches, n.registered())
@@ -80,8 +53,8 @@ class _Lowering:
         fresh = False  # the sequence's input is not its own to overwrite
         for c in seq.children:
             out.append(self.node(c, inplace_ok=fresh))
-            if not _passes_input(c):
-                fresh = _fresh(c)
+            if not ir.passes_input(c):
+                fresh = ir.fresh(c)
             elif isinstance(c, ir.Seq) and not c.children:  # a mark (feature_map): a hook may hold its value
                 fresh = False
         return out
