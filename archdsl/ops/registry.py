@@ -115,7 +115,7 @@ class OpDef:
 LAYOUTS = {
     "keep": "the input's (elementwise ops, pools, norms over a batch; a join: its first input's)",
     "channels_last": "channels-last whatever the input (a norm over channels computed on a permuted view)",
-    "contiguous": "contiguous (plain NCHW, or not a 4-D map: tokens, vectors, a slice of channels)",
+    "contiguous": "contiguous (plain NCHW, or not a 4-D map: tokens, vectors)",
     "all_inputs": "channels-last when every input is (concatenation)",
     "weights": "channels-last when the input or the layer's weights are (convolutions)",
 }
