@@ -32,3 +32,15 @@ def test_misaligned_channels_slow_the_kernel_not_the_weights_or_overhead():
     # a layer without vector channels (0), and another class, never slowed
     assert latency.seconds(1e6, 1e6 + 1e3, "depthwise", (40, 10, 10), m, 1e3, 0) == pytest.approx(aligned)
     assert latency.seconds(1e6, 1e6, "conv", (40, 10, 10), m, 0, 40) == pytest.approx(1e-4)
+
+
+def test_a_preset_without_channels_last_classes_uses_the_plain_ones():
+    # an earlier calibration: no conv1x1_cl figures; a 1x1 conv on channels-last tensors takes conv1x1's
+    m = latency.machine(1e10, 1e10, {"conv1x1": 0.5}, {"conv1x1": 0.25}, {"conv1x1": 2e-5}, {"conv1x1": 8.0})
+    plain = latency.seconds(1e6, 4e6, "conv1x1", (8, 2, 2), m)
+    assert latency.seconds(1e6, 4e6, "conv1x1_cl", (8, 2, 2), m) == plain == pytest.approx(
+        max(1e6 / 5e9 * (1 + (8 / 4) ** 2), 4e6 / 2.5e9) + 2e-5)
+    # a preset that has them keeps its own
+    m2 = latency.machine(1e10, 1e10, {"conv1x1": 0.5, "conv1x1_cl": 1.0}, {"conv1x1": 0.25, "conv1x1_cl": 1.0},
+                         {"conv1x1": 2e-5, "conv1x1_cl": 1e-5}, {"conv1x1": 8.0})
+    assert latency.seconds(1e6, 4e6, "conv1x1_cl", (8, 2, 2), m2) == pytest.approx(max(1e6 / 1e10, 4e6 / 1e10) + 1e-5)
