@@ -594,34 +594,34 @@ class _Walk:
                 return part.out_layout
             return self.seq(node, name, layout)
         items = self.items
-        dot = name + "." if name else ""
         at = len(items)
         items.append(None)  # the join's row, listed before the branches' (as ir.named lists them)
-        nb = self.nbytes
+        parts = ir.children_named(node, name) if self.named else [("", c) for _, c in ir.children_named(node)]
         if t is ir.Residual:
-            outs = {part: self.node(seq, dot + part if self.named else "", layout) for part, seq in node.parts()}
-            body = outs["body"]
-            short = outs.get("shortcut", layout)
+            outs = {seq is node.body: self.node(seq, label, layout) for label, seq in parts}
+            body = outs[True]
+            short = outs.get(False, layout)
             # the lowering adds the shortcut into a body output of its own in place (inference), else s + y
             out = body if node.gain is not None or ir.fresh(node.body) else short
             gains = 0 if node.gain is None else node.out_shape[0] if node.gain_per_channel else 1
-            items[at] = _join_layer(name + ".add" if self.named else "", "add", [node.out_shape, node.out_shape],
-                                    node.out_shape, nb, gains, _first(out))
+            items[at] = self._join(name, "add", [node.out_shape, node.out_shape], node.out_shape, gains, out)
             return out
         if t is ir.Parallel or t is ir.Split:
             # a split's parts are slices of its input, strided as it is
-            outs = [self.node(b, f"{dot}branches.{i}" if self.named else "", layout) for i, b in enumerate(node.branches)]
+            outs = [self.node(b, label, layout) for label, b in parts]
             kind = "add" if t is ir.Parallel and node.join == "sum" else "concat"
             out = _first(outs[0]) if kind == "add" else all(map(_first, outs))
-            items[at] = _join_layer(f"{name}.{kind}" if self.named else "", kind, [b.out_shape for b in node.branches],
-                                    node.out_shape, nb, 0, out)
+            items[at] = self._join(name, kind, [b.out_shape for b in node.branches], node.out_shape, 0, out)
             return out
         if t is ir.Gate:
-            self.node(node.body, dot + "body" if self.named else "", layout)
-            items[at] = _join_layer(name + ".mul" if self.named else "", "mul", [node.in_shape, node.body.out_shape],
-                                    node.out_shape, nb, 0, _first(layout))
+            self.node(node.body, parts[0][0], layout)
+            items[at] = self._join(name, "mul", [node.in_shape, node.body.out_shape], node.out_shape, 0, layout)
             return layout
         raise TypeError(f"no cost rule for IR node {t.__name__}")
+
+    def _join(self, name: str, kind: str, inputs: list, out: tuple, params: int, layout) -> tuple:
+        return _join_layer(f"{name}.{kind}" if self.named else "", kind, inputs, out, self.nbytes, params,
+                           _first(layout))
 
     def seq(self, node: ir.Seq | None, name: str, layout, children=None, wiring=None):
         """A sequence's children, in order (`node`'s, or `children` wired by
@@ -635,12 +635,10 @@ class _Walk:
                     layout = visit(c, "", layout)
                 return layout
             labels = [""] * len(children)
-        else:
-            dot = name + "." if name else ""
-            role = node.role if node is not None else None
-            labels = ([dot + n for n in ("stem", "stages", "head")] if role == "network" else
-                      [f"{dot}blocks.{i}" for i in range(len(children))] if role == "stage" else
-                      [dot + str(i) for i in range(len(children))])
+        elif node is not None:
+            labels = [label for label, _ in ir.children_named(node, name)]
+        else:  # a block's body: its children named from their index
+            labels = [str(i) for i in range(len(children))]
         if wiring is None:
             for c, label in zip(children, labels):
                 layout = self.node(c, label, layout)

@@ -211,25 +211,28 @@ def _visit(out: list, node: Node, prefix: str, stop) -> None:
     t = type(node)
     if t is Op or (stop is not None and stop(node)):  # an op has nothing to enter
         return
+    for name, child in children_named(node, prefix):
+        _visit(out, child, name, stop)
+
+
+def children_named(node: Node, prefix: str = "") -> list[tuple[str, Node]]:
+    """(module name, child) of each part of `node`, in the order they run,
+    named as the torch backend names its submodules."""
     dot = prefix + "." if prefix else ""
+    t = type(node)
     if t is Seq:
         if node.role == "network":
-            for name, child in zip(("stem", "stages", "head"), node.children):
-                _visit(out, child, dot + name, stop)
-            return
+            return [(dot + name, child) for name, child in zip(("stem", "stages", "head"), node.children)]
         if node.role == "stage":
             dot += "blocks."
-        for i, c in enumerate(node.children):  # in the order they run
-            _visit(out, c, dot + str(i), stop)
-    elif t is Residual:
-        for part_name, part in node.parts():
-            _visit(out, part, dot + part_name, stop)
-    elif t is Parallel or t is Split:
-        dot += "branches."
-        for i, b in enumerate(node.branches):
-            _visit(out, b, dot + str(i), stop)
-    elif t is Gate:
-        _visit(out, node.body, dot + "body", stop)
+        return [(dot + str(i), c) for i, c in enumerate(node.children)]
+    if t is Residual:
+        return [(dot + part_name, part) for part_name, part in node.parts()]
+    if t is Parallel or t is Split:
+        return [(f"{dot}branches.{i}", b) for i, b in enumerate(node.branches)]
+    if t is Gate:
+        return [(dot + "body", node.body)]
+    return []
 
 
 _PASS_THROUGH = {"identity", "dropout"}
