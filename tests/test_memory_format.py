@@ -124,3 +124,18 @@ def test_shufflenet_guidelines_count_1x1_convs_in_either_format():
         hw = rep.hardware[0]
         assert any(l.op_class == "conv1x1_cl" for l in rep.layers)
         assert all(s.mac_1x1 > 0 for s in sections(rep, hw) if s.name.startswith("stages."))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_bounded_point_costs_each_block_body_once(channels_last):
+    # the search's section watch costs bodies in the formats the report then meets them in (ConvNeXt turns
+    # channels-last after its stem): each body is costed once, whichever walk comes first
+    from archdsl.compiler import ir
+    from archdsl.explore.points import Base
+    from archdsl.language import caches
+    caches.forget("elaborated")
+    base = Base("convnextv2_atto", ["params.res=64", f"channels_last={str(channels_last).lower()}"])
+    assert base.evaluate({}, bounds={"macs": 1e12})["status"] == "ok"
+    bodies = {id(n.children): n.children for n in ir.walk(base.compiled({}).spec)
+              if isinstance(n, ir.Seq) and n.is_block and n.children}
+    assert bodies and all(len(b.costed) == 1 for b in bodies.values())

@@ -583,9 +583,7 @@ class _Walk:
                 if not children:
                     return layout
                 done = getattr(children, "costed", None)
-                part = None if done is None else done.get(
-                    (self.dtype, layout, True) if self.weights_cl else self.dtype if layout is False else
-                    (self.dtype, layout, False))
+                part = None if done is None else done.get(_part_key(self.dtype, layout, self.weights_cl))
                 if part is None:
                     part = _block_part(children, self.nbytes, self.dtype, layout, self.weights_cl, node.wiring)
                 self.items.append((name, part))
@@ -660,11 +658,17 @@ def _is_block(node: ir.Node) -> bool:
     return type(node) is ir.Seq and node.is_block
 
 
+def _part_key(dtype: str, layout, weights_cl: bool):
+    """What a block body's cost is kept under: its dtype, and its input's and
+    weights' formats when any is channels-last."""
+    return (dtype, layout, weights_cl) if layout is not False or weights_cl else dtype
+
+
 def _block_part(children: list, nbytes: int, dtype: str, layout=False, weights_cl: bool = False,
                 wiring: ir.Wiring | None = None) -> Part:
     """A block body's cost; kept on the body (an ir.Body, shared by equal
     calls, as is their wiring) per dtype and memory format."""
-    key = (dtype, layout, weights_cl) if layout is not False or weights_cl else dtype
+    key = _part_key(dtype, layout, weights_cl)
     done = getattr(children, "costed", None)
     if done is not None:
         part = done.get(key)
@@ -683,22 +687,24 @@ def _block_part(children: list, nbytes: int, dtype: str, layout=False, weights_c
 def costed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False) -> Part:
     """The cost of `spec`, layer by layer, with block bodies costed once each;
     `channels_last`: a channels-last build (its input and weights)."""
-    return _costed(spec, dtype, channels_last, True)
+    return _costed(spec, dtype, channels_last, True, channels_last)
 
 
-def unnamed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False) -> Part:
+def unnamed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False, layout=None) -> Part:
     """`costed` without the layers' names: the same items in the same order
     (so equal totals and, summed in that order, equal times), block bodies
-    costed once each, for callers that read only sums."""
-    return _costed(spec, dtype, channels_last, False)
+    costed once each, for callers that read only sums; `layout`: the format
+    `spec`'s input arrives in, when not the build's (a section after others:
+    the Part's out_layout of the one before)."""
+    return _costed(spec, dtype, channels_last, False, channels_last if layout is None else layout)
 
 
-def _costed(spec: ir.Node, dtype: str, channels_last: bool, named: bool) -> Part:
+def _costed(spec: ir.Node, dtype: str, channels_last: bool, named: bool, layout) -> Part:
     nbytes = DTYPE_BYTES[dtype]
     if _is_block(spec):  # a block on its own
-        return _block_part(spec.children, nbytes, dtype, channels_last, channels_last, spec.wiring)
+        return _block_part(spec.children, nbytes, dtype, layout, channels_last, spec.wiring)
     walk = _Walk(nbytes, dtype, channels_last, named)
-    out = walk.node(spec, "", channels_last) if type(spec) is not ir.Seq else walk.seq(spec, "", channels_last)
+    out = walk.node(spec, "", layout) if type(spec) is not ir.Seq else walk.seq(spec, "", layout)
     return Part(walk.items, walk.blocks, out)
 
 

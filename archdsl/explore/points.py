@@ -48,13 +48,18 @@ class Exceeded(Exception):
 class _Watch:
     """Adds up each section's totals as elaboration makes it; raises Exceeded past a bound."""
 
-    def __init__(self, bounds: dict[str, float], dtype: str):
+    def __init__(self, bounds: dict[str, float], dtype: str, channels_last: bool = False):
         self.bounds = [(k, hi) for k, hi in bounds.items() if k in BOUNDED and hi is not None]
         self.dtype = dtype
+        self.channels_last = channels_last
+        self.layout = channels_last  # the memory format the next section starts from, as the report walks it
         self.sums = dict.fromkeys(BOUNDED, 0)
 
     def __call__(self, section: ir.Seq) -> None:
-        t = unnamed(section, self.dtype).total  # its blocks' costs are kept for the report
+        # its blocks' costs are kept, under the formats the report will meet them in: costed once
+        part = unnamed(section, self.dtype, self.channels_last, self.layout)
+        self.layout = part.out_layout
+        t = part.total
         sums = self.sums
         sums["stages"] += section.role == "stage"
         sums["params"] += t.params
@@ -107,7 +112,7 @@ class Base:
         params = self.params(point)
         if self.cfg.deploy:  # the deployed graph takes compile_config's extra passes
             return compile_config(self.cfg.model_copy(update={"params": params}), (), self.config_dir)
-        watch = _Watch(bounds, self.cfg.dtype) if bounds else None
+        watch = _Watch(bounds, self.cfg.dtype, self.cfg.uses_channels_last) if bounds else None
         return Compiled(self.cfg, self.program, elaborate(self.program, params, self.cfg.network,
                                                           after_section=watch), ())
 
