@@ -24,11 +24,13 @@ thread's CPU time (--clock thread; timing.py: a shared machine's waits for a
 core are left out) and the heap is steady (--heap steady: freed memory is not
 given back to the kernel; timing.steady_heap), as `archc calibrate` measures.
 A shared machine also changes speed while it runs (caches and memory
-bandwidth taken by other processes): a probe (four calibration kernels, in
-context) is timed right after calibrating and before each preset, and the
+bandwidth taken by other processes): calibrate's probe (four typical
+kernels, in context; calibrate.PROBE) is timed before each preset, and the
 results also give the calibrated figures with each measurement divided by
-the probe's slowdown at the time ("drift-adjusted"), and how far the passes
-disagree on the same preset (the noise floor).
+the probe's slowdown at the time ("drift-adjusted") against the speed the
+calibration's times were scaled to (its probe readings' median; with
+--hardware, three readings at the start), and how far the passes disagree
+on the same preset (the noise floor).
 
     python bench/latency_vs_measured.py [--presets all|a,b] [--limit N] [--batches 1,8]
         [--threads 1] [--device cpu|cuda] [--hardware NAME] [--max-gmacs 1.0] [--passes 2]
@@ -98,22 +100,13 @@ def figures(pred: list[float], meas: list[float], scale: bool) -> dict:
             "spearman": spearman(pred, meas), "scale": k}
 
 
-PROBE = [("conv", dict(out=64, k=3), (64, 28, 28)), ("conv", dict(out=128, k=1), (64, 28, 28)),
-         ("bn", {}, (96, 56, 56)), ("conv", dict(out=144, k=3, groups=144), (144, 28, 28))]
-
-
 def make_probe(device: str, clock: str):
-    """seconds(): the summed medians of PROBE's kernels, each timed in calibration's context."""
+    """seconds(): the summed medians of calibrate's probe kernels, each timed in calibration's context."""
     import torch
 
     from archdsl.backends.torch import calibrate as calib
 
-    before = calib._context(device, torch.float32)
-    nodes = [calib._op(k, a, s) for k, a, s in PROBE]
-
-    def seconds() -> float:
-        return sum(calib._time_op(n, 1, device, torch.float32, 0.05, False, clock, before) for n in nodes)
-    return seconds
+    return calib.probe(device, torch.float32, clock, calib._context(device, torch.float32))
 
 
 def main(argv=None) -> int:
@@ -164,7 +157,8 @@ def main(argv=None) -> int:
                       cal.half_pixels, cal.bw_curve, cal.weight_bw, cal.channel_align, cal.misaligned)
     probe = make_probe(device, clock)
     with torch.no_grad():
-        probe_ref = statistics.median(probe() for _ in range(3))
+        # the speed the calibration's times were scaled to (its probe readings' median), when it ran here
+        probe_ref = cal.probe_s if calib_s is not None else statistics.median(probe() for _ in range(3))
     C.log(f"probe: {probe_ref * 1e6:.0f} µs")
     rounds, warmup = (3, 1) if args.quick else (5, 2)
 

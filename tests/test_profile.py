@@ -151,7 +151,51 @@ def test_calibrate_measures_and_writes_a_preset(one_thread, user_conf):
     assert set(c.channel_align) == set(c.misaligned) and all(c.misaligned[k] >= 1.1 for k in c.misaligned)
     # every kernel at both batch sizes, with what the fitted formula gives it
     assert len(c.detail) == 2 * 2 * len(OP_CLASSES)
+    # the machine's speed in each phase (the overheads', then each class's), against its median
+    assert len(c.drift) == len(OP_CLASSES) + 1 and all(0 < s < 10 for s in c.drift)
+    assert "its median" in data["quick"]["note"]
     assert all(r["fitted_s"] > 0 and r["measured_s"] > 0 for r in c.detail)
+
+
+def test_speeds_are_each_phase_against_the_median_reading():
+    # readings before the first phase and after each: a phase is the mean of its two, over their median (1.0)
+    assert calib.speeds([1.0, 1.2, 1.0, 0.8, 1.0]) == pytest.approx([1.1, 1.1, 0.9, 0.9])
+    assert calib.speeds([2.0, 2.0]) == [1.0]
+
+
+def test_a_phase_timed_slower_is_scaled_back(monkeypatch, one_thread, user_conf):
+    # kernels take fixed times, but the machine runs 2x slower while one class is timed, and the
+    # probe readings on either side of that phase see it: its kernels' times come back to the
+    # fixed ones (the phases next to it share a reading: 1.5x, by the stated rule)
+    kernels = {cls: ks[:1] for cls, ks in calib.KERNELS.items()}
+    order = list(kernels)
+    k = order.index("depthwise")
+    state = {"slow": False}
+
+    def fixed(node, batch, *a, **kw):
+        return 1e-4 * batch * (1 + len(repr(node.attrs)) / 100)
+
+    def timed(node, batch, *a, **kw):
+        return fixed(node, batch) * (2.0 if state["slow"] else 1.0)
+
+    def probe(*a, **kw):
+        calls = iter(range(10 ** 6))
+
+        def seconds():  # readings: 2 at the start, 1 after the overheads, then 1 after each class
+            i = next(calls)
+            state["slow"] = i == k + 2  # the kernels timed after this reading, until the next
+            return 2e-3 if i in (k + 2, k + 3) else 1e-3
+        return seconds
+    monkeypatch.setattr(calib, "_time_op", timed)
+    monkeypatch.setattr(calib, "probe", probe)
+    c = calib.calibrate("drifty", min_time=0.0, context=False, steady=False, kernels=kernels, cold_weights=False)
+    assert len(c.drift) == len(order) + 1
+    assert c.drift[k + 1] == pytest.approx(2.0)
+    assert c.drift[k] == pytest.approx(1.5) and c.drift[k + 2] == pytest.approx(1.5)
+    assert all(s == pytest.approx(1.0) for i, s in enumerate(c.drift) if i not in (k, k + 1, k + 2))
+    rows = [r for r in c.detail if r["op_class"] == "depthwise"]
+    node = calib._op(*kernels["depthwise"][0])
+    assert rows and all(r["measured_s"] == pytest.approx(fixed(node, r["batch"])) for r in rows)
 
 
 _SHAPES = [(1e6, 1e4, 1e3, 1), (1e7, 1e5, 1e4, 4), (1e8, 1e6, 1e5, 64), (1e9, 1e7, 1e6, 3136), (1e3, 1e7, 0, 3136),

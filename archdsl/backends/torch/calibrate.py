@@ -26,7 +26,10 @@ calibration and report agree on what a layer's MACs and bytes are. The heap
 is kept steady (timing.steady_heap) and, with one CPU thread, kernels are
 timed on the thread's CPU clock (timing.py says why). The channels-last
 classes (cost.CHANNELS_LAST_CLASSES) time their kernels on channels-last
-inputs and weights. Takes under two minutes (110 s on one EPYC thread).
+inputs and weights. A probe of a few typical kernels, timed between the
+phases, scales each phase's times to the machine's median speed over the
+calibration (PROBE says why). Takes under two minutes (110 s on one EPYC
+thread).
 """
 from __future__ import annotations
 
@@ -148,13 +151,17 @@ class Calibration:
     weight_bw: dict[str, float] = field(default_factory=dict)  # per op class: bytes/s preparing weights per call
     channel_align: dict[str, int] = field(default_factory=dict)  # per op class: channels its fast kernels need
     misaligned: dict[str, float] = field(default_factory=dict)  # per op class: slowdown off that alignment
+    drift: list[float] = field(default_factory=list)  # per phase: the machine's slowdown against its median (probe)
+    probe_s: float = 0.0  # the probe's median reading: the speed every phase was scaled to
 
     def yaml(self) -> str:
         def flow(d: dict) -> str:
             return "{" + ", ".join(f"{k}: {v:.4g}" for k, v in d.items()) + "}"
         note = (f"archc calibrate: {platform.machine()} {self.device}, {self.threads} thread(s), {self.dtype}, "
                 f"batch {'/'.join(map(str, BATCHES))}, {self.clock} clock"
-                + (", steady heap" if self.steady_heap else "") + f", torch {torch.__version__}, "
+                + (", steady heap" if self.steady_heap else "")
+                + (f", speed {min(self.drift):.2f}-{max(self.drift):.2f}x its median" if self.drift else "")
+                + f", torch {torch.__version__}, "
                 f"{time.strftime('%Y-%m-%d')}")
         return (f"# Measured by `archc calibrate` on this machine ({platform.node()}, {platform.processor() or platform.machine()}).\n"
                 f"# Choose it with `hardware={self.name}`. Time of a layer (archdsl/backends/latency.py):\n"
@@ -222,6 +229,36 @@ def _context(device: str, dtype: torch.dtype):
         m, x = made[i % len(made)]
         m(x)
     return before
+
+
+# A few typical kernels, timed again between the phases of a calibration: a
+# shared machine's speed drifts over two minutes (on a 2-core EPYC VM, a
+# calibration's kernels ran up to 1.2x slower in one run than in the next),
+# and each op class is timed at one moment of it, so each class's figures
+# would carry that moment's speed. Each phase's times are scaled to the
+# machine's median speed over the whole calibration (its probe readings'
+# median), so the classes agree with each other.
+PROBE: list[tuple[str, dict, tuple]] = [
+    ("conv", dict(out=64, k=3), (64, 28, 28)), ("conv", dict(out=128, k=1), (64, 28, 28)),
+    ("bn", {}, (96, 56, 56)), ("conv", dict(out=144, k=3, groups=144), (144, 28, 28))]
+
+
+def probe(device: str, dtype: torch.dtype, clock: str, before=None, min_time: float = 0.02):
+    """seconds(): the summed medians of PROBE's kernels, each timed as a
+    calibration times its kernels (after `before`, the context)."""
+    nodes = [_op(k, a, s) for k, a, s in PROBE]
+
+    def seconds() -> float:
+        return sum(_time_op(n, 1, device, dtype, min_time, False, clock, before) for n in nodes)
+    return seconds
+
+
+def speeds(readings: list[float]) -> list[float]:
+    """Per phase, how many times slower than its median the machine ran:
+    `readings` are the probe's seconds before the first phase and after each
+    (n + 1 for n phases); a phase's speed is the mean of its two readings."""
+    ref = statistics.median(readings)
+    return [(a + b) / 2 / ref for a, b in zip(readings, readings[1:])]
 
 
 def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time: float, cold: bool = False,
@@ -443,10 +480,12 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
     def bw_of(moved: float) -> float:
         return latency.bandwidth_at(moved, at, bw)
     before = _context(device, tdtype) if context else None
+    speed = probe(device, tdtype, clock, before, min(min_time, 0.02))
+    readings = [speed(), speed()]  # the first one warms the probe's kernels up
     tiny = _overheads(device, tdtype, min_time, clock, before, cold_weights)
+    readings.append(speed())
     nbytes = DTYPE_BYTES[dtype]
-    efficiency, mem_efficiency, half_pixels, overhead, weight_bw, detail = {}, {}, {}, {}, {}, []
-    channel_align, misaligned = {}, {}
+    timed = {}  # per class: (points, lanes, rows), in the machine's speed of the moment
     for cls, layers in (kernels or KERNELS).items():
         kind, attrs, shape = TINY[cls]
         node = _op(kind, attrs, shape)
@@ -467,6 +506,20 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
                                  bytes=moved, weight_bytes=layer.weight_bytes, pixels=pixels(node.out_shape),
                                  vector_channels=layer.vector_channels, roofline_s=predicted(layer, peak, bw, b),
                                  measured_s=t))
+        readings.append(speed())
+        timed[cls] = points, lanes, rows
+        say(f"{cls}: {len(rows)} kernels timed")
+    # phases: the overheads (the tiny layers), then each class's kernels
+    drift = speeds(readings[1:])
+    say(f"machine speed while timing: {min(drift):.2f}-{max(drift):.2f}x its median (probe); "
+        "times scaled to the median")
+    efficiency, mem_efficiency, half_pixels, overhead, weight_bw, detail = {}, {}, {}, {}, {}, []
+    channel_align, misaligned = {}, {}
+    for k, (cls, (points, lanes, rows)) in enumerate(timed.items()):
+        # the tiny layer was timed in the overheads' phase (0), the others in the class's own
+        points = [pt[:4] + (pt[4] / drift[k + 1 if i else 0],) for i, pt in enumerate(points)]
+        for r in rows:
+            r["measured_s"] /= drift[k + 1]
         align, (e, m, p, w, o, a) = fit_aligned(points, lanes, peak, bw_of)
         efficiency[cls], mem_efficiency[cls], half_pixels[cls], overhead[cls] = e, m, p, o
         weight_bw[cls] = w
@@ -485,4 +538,4 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
             f"{err:.0%})")
     return Calibration(name, device, nthreads, dtype, peak, bw, overhead, efficiency,
                        time.perf_counter() - start, detail, mem_efficiency, clock, heap_is_steady(), half_pixels,
-                       curve, weight_bw, channel_align, misaligned)
+                       curve, weight_bw, channel_align, misaligned, drift, statistics.median(readings[1:]))
