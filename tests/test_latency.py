@@ -44,3 +44,14 @@ def test_a_preset_without_channels_last_classes_uses_the_plain_ones():
     m2 = latency.machine(1e10, 1e10, {"conv1x1": 0.5, "conv1x1_cl": 1.0}, {"conv1x1": 0.25, "conv1x1_cl": 1.0},
                          {"conv1x1": 2e-5, "conv1x1_cl": 1e-5}, {"conv1x1": 8.0})
     assert latency.seconds(1e6, 4e6, "conv1x1_cl", (8, 2, 2), m2) == pytest.approx(max(1e6 / 1e10, 4e6 / 1e10) + 1e-5)
+
+
+def test_the_norms_channels_last_classes_fall_back_to_the_one_plain_class():
+    # layer norm and GRN on channels-last tensors have classes of their own, both variants of `norm`:
+    # a preset measured before either takes norm's figures for both
+    m = latency.machine(1e10, 1e10, {"norm": 1.0, "smooth_act": 1.0}, {"norm": 0.5, "smooth_act": 0.25},
+                        {"norm": 3e-5, "smooth_act": 1e-5}, {})
+    plain = max(0.0, 4e6 / 5e9) + 3e-5
+    for cl in ("norm_cl", "spatial_norm_cl"):
+        assert latency.seconds(0, 4e6, cl, (8, 4, 4), m) == pytest.approx(plain)
+    assert latency.seconds(0, 4e6, "smooth_act_cl", (8, 4, 4), m) == pytest.approx(4e6 / 2.5e9 + 1e-5)

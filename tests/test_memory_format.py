@@ -105,7 +105,10 @@ def test_the_report_knows_each_layers_memory_format(preset, channels_last):
         plain = plain_class(l.op_class)
         assert l.op_class in OP_CLASSES
         assert (l.op_class != plain) == (l.channels_last and channels_last_class(plain, l.kind) != plain)
-    assert channels_last_class("norm", "grn") == "norm" and channels_last_class("norm", "layer_norm") == "norm_cl"
+    assert channels_last_class("norm", "layer_norm") == "norm_cl" and channels_last_class("norm", "softmax") == "norm"
+    assert channels_last_class("norm", "grn") == "spatial_norm_cl"
+    assert channels_last_class("smooth_act", "act") == "smooth_act_cl"
+    assert channels_last_class("elementwise", "add") == "elementwise"  # as fast either way: no class
     if preset.startswith("convnext"):  # its norms over channels turn the network channels-last
         assert sum(l.channels_last for l in rep.layers) > len(rep.layers) // 2
 

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import math
 
-# the op classes whose kernels differ on channels-last tensors (cost.CHANNELS_LAST_CLASSES)
-CHANNELS_LAST_CLASSES = {"conv1x1": "conv1x1_cl", "depthwise": "depthwise_cl", "norm": "norm_cl"}
+# The op classes of kernels on channels-last tensors (cost.channels_last_class),
+# each with the plain class it is a variant of: a preset measured before it
+# existed predicts its layers with that class's figures.
+PLAIN_OF = {"conv1x1_cl": "conv1x1", "depthwise_cl": "depthwise", "norm_cl": "norm", "smooth_act_cl": "smooth_act",
+            "spatial_norm_cl": "norm"}
 
 
 def pixels(shape) -> int:
@@ -83,7 +86,7 @@ def machine(peak: float, bw: float, efficiency: dict, mem_efficiency: dict, over
 def _with_plain(figures: dict, efficiency: dict) -> dict:
     """`figures` with each channels-last class the machine was not measured
     for given its plain class's figure."""
-    missing = [(cl, plain) for plain, cl in CHANNELS_LAST_CLASSES.items() if cl not in efficiency and plain in figures]
+    missing = [(cl, plain) for cl, plain in PLAIN_OF.items() if cl not in efficiency and plain in figures]
     return {**figures, **{cl: figures[plain] for cl, plain in missing}} if missing else figures
 
 

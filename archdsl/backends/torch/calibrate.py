@@ -25,14 +25,15 @@ op lowered as archc lowers it and costed by the cost report's own rules, so
 calibration and report agree on what a layer's MACs and bytes are. The heap
 is kept steady (timing.steady_heap) and, with one CPU thread, kernels are
 timed on the thread's CPU clock (timing.py says why). The channels-last
-classes (cost.CHANNELS_LAST_CLASSES) time their kernels on channels-last
+classes (latency.PLAIN_OF) time their kernels on channels-last
 inputs and weights. A probe of a few typical kernels, timed between the
 phases, scales each phase's times to the machine's median speed over the
-calibration (PROBE says why). Takes under two minutes (110 s on one EPYC
-thread).
+calibration (PROBE says why). Takes under two minutes (78-98 s on one
+thread of a 2-vCPU Xeon VM).
 """
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import statistics
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from archdsl.backends import latency
-from archdsl.backends.cost import CHANNELS_LAST_CLASSES, DTYPE_BYTES, OP_CLASSES, Layer, _layer
+from archdsl.backends.cost import DTYPE_BYTES, OP_CLASSES, Layer, _layer
 from archdsl.backends.latency import pixels
 from archdsl.backends.torch.timing import check_clock, heap_is_steady, measure, steady_heap
 from archdsl.compiler import ir
@@ -119,7 +120,7 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
     "data": [("cat", {}, ((64, 28, 28),) * 2), ("channel_shuffle", dict(groups=2), (116, 28, 28)),
              ("cat", {}, ((128, 14, 14),) * 4), ("cat", {}, ((32, 56, 56),) * 2),
              ("channel_shuffle", dict(groups=2), (464, 7, 7))],
-    # on channels-last tensors (cost.CHANNELS_LAST_CLASSES): ConvNeXt's layers, and MobileNet's deployed
+    # on channels-last tensors (latency.PLAIN_OF): ConvNeXt's layers, and MobileNet's deployed
     "conv1x1_cl": _convs(b=(256, 1, 1, 1, (64, 56, 56)), e=(160, 1, 1, 1, (960, 7, 7)),
                          i=(3072, 1, 1, 1, (768, 2, 2)), j=(384, 1, 1, 1, (1536, 4, 4)),
                          h=(384, 1, 1, 1, (96, 14, 14))),
@@ -127,6 +128,8 @@ KERNELS: dict[str, list[tuple[str, dict, tuple]]] = {
                            k=(40, 5, 2, "dw", (40, 56, 56)), m=(96, 7, 1, "dw", (96, 56, 56)),
                            n=(384, 7, 1, "dw", (384, 14, 14)), o=(768, 7, 1, "dw", (768, 3, 3))),
     "norm_cl": [("layer_norm", {}, (96, 56, 56)), ("layer_norm", {}, (384, 14, 14)), ("layer_norm", {}, (768, 4, 4))],
+    "smooth_act_cl": [("gelu", {}, (160, 56, 56)), ("gelu", {}, (640, 14, 14)), ("gelu", {}, (1536, 4, 4))],
+    "spatial_norm_cl": [("grn", {}, (160, 28, 28)), ("grn", {}, (640, 14, 14)), ("grn", {}, (2560, 4, 4))],
 }
 assert set(KERNELS) == set(OP_CLASSES)
 
@@ -265,8 +268,9 @@ def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time:
              clock: str = "wall", before=None, cold_weights: bool = True, channels_last: bool = False) -> float:
     """Median seconds of one call, each after `before(i)` (the context:
     _context) when given. On a CPU each call takes the next of several
-    copies of the layer, their weights together larger than the caches, so
-    that its weights come from memory, as in a network, which last read them
+    copies of the layer, as many as make their weights, inputs and outputs
+    together larger than the caches, so that its weights come from memory,
+    as in a network, which last read them
     a whole forward pass ago (in a loop over one copy, a classifier's 5 MB of
     weights stay in cache: 3x faster than in a network); its input is one
     tensor, as a network's layer reads what the layer before it has just
@@ -274,12 +278,14 @@ def _time_op(node: ir.Op, batch: int, device: str, dtype: torch.dtype, min_time:
     `channels_last`: input and weights in that memory format."""
     n = 1
     if device == "cpu" and (cold or cold_weights):
-        per = sum(p.numel() for p in _module(node, "meta", dtype).parameters())
-        if cold:
-            per += sum(ir.numel(s) for s in ir.shapes(node.in_shape)) * batch
-        if per:
+        weights = sum(p.numel() for p in _module(node, "meta", dtype).parameters())
+        if weights or cold:
+            # between two calls of one copy, the others' weights, inputs and outputs pass through the
+            # caches: a layer that moves megabytes needs few copies for its weights to leave them
+            per = weights + sum(ir.numel(s) for s in ir.shapes(node.in_shape) + ir.shapes(node.out_shape)) * batch
             n = max(1, min(64, -(-COLD_BYTES // max(per * torch.finfo(dtype).bits // 8, 1))))
-    mods = [_module(node, device, dtype, channels_last) for _ in range(n)]
+    first = _module(node, device, dtype, channels_last)
+    mods = [first] + [copy.deepcopy(first) for _ in range(n - 1)]  # copied: far quicker than drawing weights anew
     xs = [_inputs(node, batch, device, dtype, channels_last) for _ in range(n if cold else 1)]
     turn = [0]
 
@@ -343,6 +349,7 @@ TINY: dict[str, tuple[str, dict, tuple]] = {
     "data": ("cat", {}, ((8, 4, 4),) * 2),
     "conv1x1_cl": ("conv", dict(out=8, k=1), (8, 4, 4)), "depthwise_cl": ("conv", dict(out=8, k=3, groups=8), (8, 4, 4)),
     "norm_cl": ("layer_norm", {}, (8, 4, 4)),
+    "smooth_act_cl": ("gelu", {}, (8, 4, 4)), "spatial_norm_cl": ("grn", {}, (8, 4, 4)),
 }
 assert set(TINY) == set(OP_CLASSES)
 
@@ -359,7 +366,7 @@ def _overheads(device: str, dtype: torch.dtype, min_time: float, clock: str, bef
     return out
 
 
-_CHANNELS_LAST = set(CHANNELS_LAST_CLASSES.values())  # classes timed on channels-last tensors
+_CHANNELS_LAST = set(latency.PLAIN_OF)  # classes timed on channels-last tensors
 
 
 def predicted(layer: Layer, peak: float, bw: float, batch: int = 1) -> float:
@@ -384,23 +391,42 @@ def _fit(points: list[tuple], peak: float, bw) -> tuple[float, tuple[float, floa
     six. A weak pull of log e, log m and log a towards 0 settles what the
     points leave free (e of a class whose kernels have no MACs; a where no
     point is misaligned)."""
-    pts = [(c / peak, (b - wb) / bw(b), wb / GB, px, t, bool(rest and rest[0])) for c, b, wb, px, t, *rest in points
-           if t > 0]
+    # per point: compute and memory seconds at e = m = 1, GB of weights, 1 / pixels² (0 on a 1x1 map,
+    # a matrix product: latency.small_map), seconds, misaligned
+    pts = [(c / peak, (b - wb) / bw(b), wb / GB, 1 / (px * px) if px > 1 else 0.0, t, bool(rest and rest[0]))
+           for c, b, wb, px, t, *rest in points if t > 0]
     least = min(pt[4] for pt in pts)
     any_off = any(pt[5] for pt in pts)
+    cols = torch.tensor([pt[:5] for pt in pts], dtype=torch.float64).T
+    off_col = torch.tensor([pt[5] for pt in pts])
 
     def loss(le: float, lm: float, lp: float, q: float, o: float, la: float) -> float:  # q: seconds per GB of weights
         e, m, p, a = math.exp(le), math.exp(lm), math.exp(lp) - 1, math.exp(la)
-        err = sum(math.log((max(c / e * latency.small_map(p, px), x / m) * (a if off else 1.0) + wb * q + o) / t) ** 2
-                  for c, x, wb, px, t, off in pts)
+        p2, log = p * p, math.log
+        err = 0.0
+        for c, x, wb, inv_px2, t, off in pts:  # latency.seconds's formula, inlined: the fit's inner loop
+            compute, move = c / e * (1 + p2 * inv_px2), x / m
+            err += log(((compute if compute > move else move) * (a if off else 1.0) + wb * q + o) / t) ** 2
         return err + 1e-3 * (le * le + lm * lm + la * la)
+
+    def grid_best(lp: float, q: float, o: float, la: float) -> tuple:
+        """loss's minimum over the grid of log e and log m, all at once (as loss computes it)."""
+        le = torch.tensor(grid, dtype=torch.float64)[:, None, None]
+        lm = torch.tensor(grid, dtype=torch.float64)[None, :, None]
+        c, x, wb, inv_px2, t = cols
+        p = math.exp(lp) - 1
+        k = torch.maximum(c / le.exp() * (1 + p * p * inv_px2), x / lm.exp())
+        k = k * torch.where(off_col, math.exp(la), 1.0) + wb * q + o
+        val = (k / t).log().square().sum(-1) + 1e-3 * (le[..., 0] ** 2 + lm[..., 0] ** 2 + la * la)
+        i = int(val.argmin())
+        return float(val.flatten()[i]), grid[i // len(grid)], grid[i % len(grid)], lp, q, o, la
 
     grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
     found = []
     for p in (0, 4, 32, 256):  # each start: a grid over log e, log m, then a pattern search
         for q in (0.0, 0.3):  # weights free, or prepared at 3 GB/s (oneDNN's reorder of a conv's)
             lp, o, la = math.log1p(p), least * 0.25, math.log(2.0) if any_off else 0.0
-            best = min((loss(le, lm, lp, q, o, la), le, lm, lp, q, o, la) for le in grid for lm in grid)
+            best = grid_best(lp, q, o, la)
             _, *x = best
             step = [0.25, 0.25, 0.5, 0.05, least * 0.05, 0.25 if any_off else 0.0]
             for _ in range(80):  # halve the steps when no move helps
@@ -487,6 +513,7 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
     nbytes = DTYPE_BYTES[dtype]
     timed = {}  # per class: (points, lanes, rows), in the machine's speed of the moment
     for cls, layers in (kernels or KERNELS).items():
+        began = time.perf_counter()
         kind, attrs, shape = TINY[cls]
         node = _op(kind, attrs, shape)
         layer = Layer(*_layer(kind, node, nbytes))
@@ -508,7 +535,7 @@ def calibrate(name: str, device: str = "cpu", threads: int | None = 1, dtype: st
                                  measured_s=t))
         readings.append(speed())
         timed[cls] = points, lanes, rows
-        say(f"{cls}: {len(rows)} kernels timed")
+        say(f"{cls}: {len(rows)} kernels timed in {time.perf_counter() - began:.1f} s")
     # phases: the overheads (the tiny layers), then each class's kernels
     drift = speeds(readings[1:])
     say(f"machine speed while timing: {min(drift):.2f}-{max(drift):.2f}x its median (probe); "
