@@ -235,10 +235,10 @@ def _context(device: str, dtype: torch.dtype):
 
 
 # A few typical kernels, timed again between the phases of a calibration: a
-# shared machine's speed drifts over two minutes (on a 2-core EPYC VM, a
-# calibration's kernels ran up to 1.2x slower in one run than in the next),
-# and each op class is timed at one moment of it, so each class's figures
-# would carry that moment's speed. Each phase's times are scaled to the
+# shared machine's speed drifts over two minutes (on a 2-vCPU Xeon VM, one
+# calibration's phases ran 0.92-1.45x its median speed), and each op class
+# is timed at one moment of it, so each class's figures would carry that
+# moment's speed. Each phase's times are scaled to the
 # machine's median speed over the whole calibration (its probe readings'
 # median), so the classes agree with each other.
 PROBE: list[tuple[str, dict, tuple]] = [
@@ -399,6 +399,7 @@ def _fit(points: list[tuple], peak: float, bw) -> tuple[float, tuple[float, floa
     any_off = any(pt[5] for pt in pts)
     cols = torch.tensor([pt[:5] for pt in pts], dtype=torch.float64).T
     off_col = torch.tensor([pt[5] for pt in pts])
+    grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
 
     def loss(le: float, lm: float, lp: float, q: float, o: float, la: float) -> float:  # q: seconds per GB of weights
         e, m, p, a = math.exp(le), math.exp(lm), math.exp(lp) - 1, math.exp(la)
@@ -421,7 +422,6 @@ def _fit(points: list[tuple], peak: float, bw) -> tuple[float, tuple[float, floa
         i = int(val.argmin())
         return float(val.flatten()[i]), grid[i // len(grid)], grid[i % len(grid)], lp, q, o, la
 
-    grid = [x * 0.5 for x in range(-18, 7)]  # e, m from 1e-4 to 20
     found = []
     for p in (0, 4, 32, 256):  # each start: a grid over log e, log m, then a pattern search
         for q in (0.0, 0.3):  # weights free, or prepared at 3 GB/s (oneDNN's reorder of a conv's)
