@@ -28,7 +28,7 @@ timed on the thread's CPU clock (timing.py says why). The channels-last
 classes (latency.PLAIN_OF) time their kernels on channels-last
 inputs and weights. A probe of a few typical kernels, timed between the
 phases, scales each phase's times to the machine's median speed over the
-calibration (PROBE says why). Takes under two minutes (78-98 s on one
+calibration (PROBE says why). Takes under two minutes (81-98 s on one
 thread of a 2-vCPU Xeon VM).
 """
 from __future__ import annotations
