@@ -110,16 +110,9 @@ class Hardware:
 OP_CLASSES = ("conv", "conv1x1", "depthwise", "grouped", "ws_conv", "gemm", "elementwise", "smooth_act", "norm",
               "pool", "window_pool", "data", "conv1x1_cl", "depthwise_cl", "norm_cl", "smooth_act_cl",
               "spatial_norm_cl")
-# Classes whose kernels are others on channels-last tensors, measured so (one
-# EPYC or Xeon thread, oneDNN and ATen): 1x1 convs run 5x faster there on 2x2
-# maps, depthwise convs 1.3-4x; exp/erf activations (GELU) 1.5-2x slower.
-# Such a layer takes the `_cl` class (latency.PLAIN_OF: a preset calibrated
-# before one existed uses the plain class's figures).
-CHANNELS_LAST_CLASSES = {"conv1x1": "conv1x1_cl", "depthwise": "depthwise_cl", "smooth_act": "smooth_act_cl"}
-# ...and among the norms, by kind: the layer norm over channels runs 1.6-8x
-# faster channels-last, ConvNeXt V2's GRN, whose statistics are over each
-# channel's pixels, 1.5-4.7x slower (the other norms: unmeasured so, as plain)
-_CHANNELS_LAST_KINDS = {"norm": {"layer_norm": "norm_cl", "grn": "spatial_norm_cl"}}
+# Channels-last variants of the classes (latency.CHANNELS_LAST_CLASSES and, for the norms, by kind).
+CHANNELS_LAST_CLASSES = latency.CHANNELS_LAST_CLASSES
+_CHANNELS_LAST_KINDS = latency.CHANNELS_LAST_KINDS
 _PLAIN = latency.PLAIN_OF
 
 
@@ -132,6 +125,8 @@ def channels_last_class(op_class: str, kind: str) -> str:
     """The class of a layer whose kernel runs on channels-last tensors."""
     kinds = _CHANNELS_LAST_KINDS.get(op_class)
     return CHANNELS_LAST_CLASSES.get(op_class, op_class) if kinds is None else kinds.get(kind, op_class)
+
+
 _GEMM = {"linear", "matmul", "mhsa", "mqa"}
 _POOL = {"global_pool", "mean_tokens"}
 # activations computed with exp, erf or tanh: several times the work per element of relu's

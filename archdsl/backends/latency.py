@@ -33,11 +33,19 @@ from __future__ import annotations
 
 import math
 
-# The op classes of kernels on channels-last tensors (cost.channels_last_class),
-# each with the plain class it is a variant of: a preset measured before it
-# existed predicts its layers with that class's figures.
-PLAIN_OF = {"conv1x1_cl": "conv1x1", "depthwise_cl": "depthwise", "norm_cl": "norm", "smooth_act_cl": "smooth_act",
-            "spatial_norm_cl": "norm"}
+# Classes whose kernels are others on channels-last tensors, measured so (one
+# EPYC or Xeon thread, oneDNN and ATen): 1x1 convs run 5x faster there on 2x2
+# maps, depthwise convs 1.3-4x; exp/erf activations (GELU) 1.5-2x slower.
+# Such a layer takes the `_cl` class (cost.channels_last_class).
+CHANNELS_LAST_CLASSES = {"conv1x1": "conv1x1_cl", "depthwise": "depthwise_cl", "smooth_act": "smooth_act_cl"}
+# ...and among the norms, by kind: the layer norm over channels runs 1.6-8x
+# faster channels-last, ConvNeXt V2's GRN, whose statistics are over each
+# channel's pixels, 1.5-4.7x slower (the other norms: unmeasured so, as plain)
+CHANNELS_LAST_KINDS = {"norm": {"layer_norm": "norm_cl", "grn": "spatial_norm_cl"}}
+# Each channels-last class with the plain class it is a variant of: a preset
+# measured before it existed predicts its layers with that class's figures.
+PLAIN_OF = {**{cl: plain for plain, cl in CHANNELS_LAST_CLASSES.items()},
+            **{cl: plain for plain, kinds in CHANNELS_LAST_KINDS.items() for cl in kinds.values()}}
 
 
 def pixels(shape) -> int:
