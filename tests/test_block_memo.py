@@ -162,3 +162,25 @@ def test_sums_without_names_equal_the_named_report(program):
     assert "costed" not in rep.__dict__
     full.layers  # the named path first
     assert (full.total, full.rooflines()) == totals
+
+
+def test_bodies_costed_for_sums_are_named_when_read(program):
+    """Block bodies costed first for sums (a sweep, cost.unnamed) carry no
+    names; a report read afterwards names every layer as the module does."""
+    from archdsl.backends.cost import costed, unnamed
+    from archdsl.language import caches
+
+    caches.forget("elaborated")
+    spec = elaborate(program, {})
+    unnamed(spec).total  # every body's Part is made here, without names
+    ops = [name for name, n in ir.named(spec) if isinstance(n, ir.Op)]
+    assert [l.name for l in report(spec, "t").layers if l.kind != "add"] == ops
+    # a block on its own (its body's Part, made above without names) names its
+    # layers as the network's report does below the block's own name
+    caches.forget("elaborated")
+    spec = elaborate(program, {})
+    unnamed(spec).total
+    prefix, block = next((name, n) for name, n in ir.named(spec) if isinstance(n, ir.Seq) and n.is_block)
+    mine = [f"{prefix}.{l.name}" for l in costed(block).layers()]  # named here, first
+    inside = [l.name for l in report(spec, "t").layers if l.name.startswith(prefix + ".")]
+    assert len(inside) >= 3 and mine == inside

@@ -34,6 +34,7 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+from operator import add
 from typing import ClassVar, Iterator
 
 from archdsl.backends import latency
@@ -235,6 +236,9 @@ class Totals:
                     intensity=round(self.intensity, 4))
 
 
+_ZEROS = (0, 0, 0, 0, 0, 0)  # Totals' fields, none
+
+
 class Part:
     """The cost of one subtree: its layers, named relative to it, and one
     nested Part per block call in it. Equal block calls share their IR body
@@ -249,26 +253,26 @@ class Part:
         self.items = items
         self.blocks = blocks or {}
         self.out_layout = out_layout
-        params = macs = acts = weight_bytes = act_bytes = fvcore = 0
-        for it in items:
-            if len(it) == 2:
-                t = it[1].total
-                params += t.params
-                macs += t.macs
-                acts += t.activations
-                weight_bytes += t.weight_bytes
-                act_bytes += t.act_bytes
-                fvcore += t.fvcore_macs
-            else:
-                params += it[4]
-                macs += it[5]
-                acts += it[6]
-                weight_bytes += it[7]
-                act_bytes += it[8]
-                fvcore += it[9]
-        self.total = Totals(params, macs, acts, weight_bytes, act_bytes, fvcore)
+        # Its sums as one tuple in Totals' field order (a parent adds it as it
+        # adds a row's), column by column in C.
+        self.sums = tuple(map(sum, zip(*[it[1].sums if len(it) == 2 else it[4:10] for it in items]))) or _ZEROS
+        self.total = Totals(*self.sums)
         self._times: dict[tuple, list[float]] = {}
+        self._last: tuple = ((), [])  # the machines asked last and their times: a sweep asks the same
         self._ridge: dict[tuple, list[int]] = {}
+        self._source: tuple | None = None  # what a block body's Part names its layers from (named())
+
+    def named(self) -> "Part":
+        """This Part, its layers named. A block body's Part is made without
+        names (sums need none: a sweep's bodies are never read by name); the
+        names are given the first time someone reads them."""
+        source = self._source
+        if source is not None:
+            children, wiring, nbytes, dtype, layout, weights_cl = source
+            walk = _Walk(nbytes, dtype, weights_cl, True)
+            walk.seq(None, "", layout, children, wiring)
+            self.items, self.blocks, self._source = walk.items, walk.blocks, None  # the same rows, named
+        return self
 
     def time(self, hw: Hardware) -> float:
         return self.times((hw.machine,))[0]
@@ -276,21 +280,25 @@ class Part:
     def times(self, machines: tuple[tuple[float, float], ...]) -> list[float]:
         """Roofline seconds on each (peak MACs/s, bytes/s) — or Hardware.machine's
         calibrated form — in one walk."""
+        last = self._last
+        if machines == last[0]:  # equal tuples of the same figures compare by identity, in C
+            return last[1]
         t = self._times.get(machines)
         if t is None:  # Layer.time, inlined: this is a sweep's inner loop
-            t = [0.0] * len(machines)
             if not all(map((2).__eq__, map(len, machines))):  # calibrated machines
-                return self._calibrated_times(machines)
-            for it in self.items:
-                if len(it) != 2:
-                    macs, moved = it[5], it[7] + it[8]
-                    for i, (peak, bw) in enumerate(machines):
-                        compute, move = macs / peak, moved / bw
-                        t[i] += compute if compute > move else move
-                else:
-                    for i, s in enumerate(it[1].times(machines)):
-                        t[i] += s
-            self._times[machines] = t
+                t = self._calibrated_times(machines)
+            else:
+                t = [0.0] * len(machines)
+                for it in self.items:
+                    if len(it) != 2:
+                        macs, moved = it[5], it[7] + it[8]
+                        for i, (peak, bw) in enumerate(machines):
+                            compute, move = macs / peak, moved / bw
+                            t[i] += compute if compute > move else move
+                    else:
+                        t = list(map(add, t, it[1].times(machines)))
+                self._times[machines] = t
+        self._last = (machines, t)
         return t
 
     def _calibrated_times(self, machines: tuple) -> list[float]:
@@ -323,7 +331,7 @@ class Part:
 
     def walk(self, prefix: str = "", depth: int = 0) -> Iterator[tuple[int, str, "Layer | Part", str | None]]:
         """(depth, name, layer or block Part, block name) in order, each block before its layers."""
-        for it in self.items:
+        for it in self.named().items:
             if len(it) == 2:
                 yield depth, prefix + it[0], it[1], self.blocks.get(it[0])
                 yield from it[1].walk(prefix + it[0] + ".", depth + 1)
@@ -331,7 +339,7 @@ class Part:
                 yield depth, prefix + it[0], Layer(prefix + it[0], *it[1:]), None
 
     def layers(self, prefix: str = "") -> Iterator[Layer]:
-        for it in self.items:
+        for it in self.named().items:
             if len(it) == 2:
                 yield from it[1].layers(prefix + it[0] + ".")
             else:
@@ -669,9 +677,10 @@ def _block_part(children: list, nbytes: int, dtype: str, layout=False, weights_c
         part = done.get(key)
         if part is not None:
             return part
-    walk = _Walk(nbytes, dtype, weights_cl, True)
+    walk = _Walk(nbytes, dtype, weights_cl, False)
     out = walk.seq(None, "", layout, children, wiring)
-    part = Part(walk.items, walk.blocks, out)
+    part = Part(walk.items, None, out)
+    part._source = (children, wiring, nbytes, dtype, layout, weights_cl)
     if isinstance(children, ir.Body):
         if done is None:
             children.costed = done = {}
@@ -697,7 +706,8 @@ def unnamed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False, lay
 def _costed(spec: ir.Node, dtype: str, channels_last: bool, named: bool, layout) -> Part:
     nbytes = DTYPE_BYTES[dtype]
     if _is_block(spec):  # a block on its own
-        return _block_part(spec.children, nbytes, dtype, layout, channels_last, spec.wiring)
+        part = _block_part(spec.children, nbytes, dtype, layout, channels_last, spec.wiring)
+        return part.named() if named else part
     walk = _Walk(nbytes, dtype, channels_last, named)
     out = walk.node(spec, "", layout) if type(spec) is not ir.Seq else walk.seq(spec, "", layout)
     return Part(walk.items, walk.blocks, out)
