@@ -184,3 +184,15 @@ def test_bodies_costed_for_sums_are_named_when_read(program):
     mine = [f"{prefix}.{l.name}" for l in costed(block).layers()]  # named here, first
     inside = [l.name for l in report(spec, "t").layers if l.name.startswith(prefix + ".")]
     assert len(inside) >= 3 and mine == inside
+
+def test_the_memo_drops_the_bodies_used_least_recently():
+    from archdsl.compiler.elaborate import _BlockMemo
+
+    memo = _BlockMemo(())
+    memo.LIMIT = 4
+    for k in "abcd":
+        memo.put(k, k.upper())
+    assert memo.get("a") == "A"  # used: now the most recent
+    memo.put("e", "E")  # full: the least recently used quarter (one body) goes
+    assert list(memo.bodies) == ["c", "d", "a", "e"]
+    assert memo.get("b") is None and memo.get("a") == "A"
