@@ -191,8 +191,32 @@ def test_the_memo_drops_the_bodies_used_least_recently():
     memo = _BlockMemo(())
     memo.LIMIT = 4
     for k in "abcd":
-        memo.put(k, k.upper())
-    assert memo.get("a") == "A"  # used: now the most recent
-    memo.put("e", "E")  # full: the least recently used quarter (one body) goes
-    assert list(memo.bodies) == ["c", "d", "a", "e"]
-    assert memo.get("b") is None and memo.get("a") == "A"
+        memo.put(k, k.upper(), 1)
+    assert memo.get("a")[0] == "A"  # used: now the most recently used
+    memo.put("e", "E", 1)  # full: the least recently used quarter (one body) goes
+    assert sorted(memo.bodies) == ["a", "c", "d", "e"]
+    assert memo.get("b") is None and memo.get("a")[0] == "A"
+
+
+def test_a_reused_body_counts_its_layers_against_the_limit(program_of):
+    """A body taken from the memo counts its layers again, as the module built
+    from it has them again; the limit is met at the same call either way."""
+    from archdsl.language.caches import forget
+
+    src = """
+block four() { relu relu relu relu }
+network r(n = 3) {
+  input(3, 8, 8)
+  stage { repeat n { four() } }
+  head { global_pool }
+}
+"""
+    prog = program_of(src, "layers.arch")
+    assert len([1 for _, n in ir.named(elaborate(prog, {"n": 5})) if isinstance(n, ir.Op)]) == 21
+    for fresh in (True, False):  # elaborated anew, then from the memo
+        with archdsl.language.budget.active(archdsl.language.budget.Limits(layers=12)):
+            if fresh:
+                forget("elaborated")
+            elaborate(prog, {"n": 2})  # 9 layers
+            with pytest.raises(ArchError, match="too many layers"):
+                elaborate(prog, {"n": 3})  # 13

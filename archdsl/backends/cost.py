@@ -34,7 +34,6 @@ import io
 import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from operator import add
 from typing import ClassVar, Iterator
 
 from archdsl.backends import latency
@@ -289,6 +288,7 @@ class Part:
                 t = self._calibrated_times(machines)
             else:
                 t = [0.0] * len(machines)
+                parts = []
                 for it in self.items:
                     if len(it) != 2:
                         macs, moved = it[5], it[7] + it[8]
@@ -296,7 +296,9 @@ class Part:
                             compute, move = macs / peak, moved / bw
                             t[i] += compute if compute > move else move
                     else:
-                        t = list(map(add, t, it[1].times(machines)))
+                        parts.append(it[1].times(machines))
+                if parts:  # the rows' sums, then each block's, machine by machine in C
+                    t = list(map(sum, zip(t, *parts)))
                 self._times[machines] = t
         self._last = (machines, t)
         return t

@@ -95,7 +95,7 @@ class Elaborator:
         self.cache: dict = {}  # compiled closures of the definition being run (Definition.compiled)
         self.in_chans: int | None = None  # replaces the channels input(c, h, w) declares
         self.after_section: Callable[[ir.Seq], None] | None = None  # called with each section made
-        self.budget = Budget.of(self.memo)  # the limits of the load in progress (archdsl.language.budget)
+        self.budget = Budget()  # the limits of the load in progress (archdsl.language.budget)
 
     def is_statement(self, name: str) -> bool:
         """Is `name` a block, network or op (used as a statement, not a function)?"""
@@ -214,9 +214,10 @@ class Elaborator:
         # shape (its defaults are computed from them): an equal call shares the
         # first one's children (ir.Seq.is_block).
         key = (stmt.name, shape, _values_key(names, vals))
-        done = self.memo.get(key)
-        if done is not None:
-            self.budget.reuse(self, key, stmt.loc)
+        kept = self.memo.get(key)
+        if kept is not None:
+            done = kept[0]
+            self.budget.reuse(self, kept[2], stmt.loc)
             return ir.Seq(shape, done.out_shape, stmt.loc, (*self.path, label), done.children, role, stmt.name,
                           done.wiring, done.ranks)
         params, _, defaults = _params_of(d)
@@ -248,8 +249,7 @@ class Elaborator:
                     sink.finish(seq)
             finally:
                 self.cache = caller
-            self.memo.put(key, seq)
-            self.budget.made(key, layers_before)
+            self.memo.put(key, seq, layers_before - self.budget.layers)
         except RecursionError:
             raise self.budget.too_deep(self, stmt.loc) from None
         finally:
@@ -664,16 +664,25 @@ def _values_key(names: tuple, vals: tuple | list) -> tuple:
     `==` does not (see _frozen); the types, in C, where that is enough. Another
     argument order makes another key: only less sharing."""
     types = tuple(map(type, vals))
-    if _PLAIN_TYPES.issuperset(types) and not (float in types and 0 in vals and _negative_zero(vals)):
-        return (names, types, tuple(vals))
+    floats = _FLOATS_AT.get(types, _NOT_YET)
+    if floats is _NOT_YET:
+        if len(_FLOATS_AT) >= 4096:
+            _FLOATS_AT.clear()
+        floats = _FLOATS_AT[types] = (tuple([i for i, t in enumerate(types) if t is float])
+                                      if _PLAIN_TYPES.issuperset(types) else None)
+    if floats is not None:  # plain values: equal keys unless a float is -0.0 (== 0.0)
+        for i in floats:
+            v = vals[i]
+            if v == 0 and math.copysign(1.0, v) < 0:
+                break
+        else:
+            return (names, types, tuple(vals))
     return (names, tuple([_frozen(v) for v in vals]))
 
 
-def _negative_zero(vals) -> bool:
-    for v in vals:
-        if type(v) is float and v == 0 and math.copysign(1.0, v) < 0:
-            return True
-    return False
+# Per tuple of argument types: where its floats are, when every type is plain
+# (None: not all plain). A network's calls have few such tuples.
+_FLOATS_AT: dict[tuple, tuple | None] = {}
 
 
 def _frozen(v: Any) -> Any:
@@ -728,31 +737,38 @@ def _params_of(d: A.Definition) -> tuple[list[str], set[str], list[tuple[str, An
 
 class _BlockMemo:
     """Elaborated block bodies of one program by (block, input shape, argument
-    values), kept across elaborations (a sweep's configs share most blocks).
+    values), kept across elaborations (a sweep's configs share most blocks),
+    each with its layer count (a reused body's layers count again: Budget.reuse).
     The least recently used go first when it is full: a search's common
     bodies (its narrow early stages) stay while its rare ones come and go."""
 
     # A search's configs share most blocks with recent ones. ~4 KB a body (its
-    # ops are shared): at most ~130 MB. Measured on the mbnet space (bench/design_space_cost.py's
-    # steady state, 7,000 points after 5,000): bodies elaborated again after
-    # being dropped fell from 2.3 to 0.1 a point against 16,384, first in first out.
+    # ops are shared): at most ~130 MB. Measured on the mbnet space
+    # (bench/design_space_cost.py's steady state, 7,000 points after 5,000):
+    # bodies elaborated again after being dropped fell from 2.35 to 0.11 a
+    # point against 16,384, first in first out.
     LIMIT = 32_768
 
     def __init__(self, definitions: tuple[A.Definition, ...]):
         self.definitions = definitions  # what the bodies came from (and what keeps their ids)
-        self.bodies: dict[tuple, ir.Seq] = {}
+        self.bodies: dict[tuple, list] = {}  # key -> [body's Seq, last use, layers]
+        self.clock = 0  # counts bodies stored: a use is stamped with it (one lookup a hit)
 
-    def get(self, key: tuple) -> ir.Seq | None:
+    def get(self, key: tuple) -> list | None:
+        """[Seq, last use, layers] of the body stored under `key`, or None."""
+        kept = self.bodies.get(key)
+        if kept is not None:
+            kept[1] = self.clock
+        return kept
+
+    def put(self, key: tuple, seq: ir.Seq, layers: int) -> None:
         bodies = self.bodies
-        seq = bodies.pop(key, None)
-        if seq is not None:
-            bodies[key] = seq  # the most recently used, last (dicts keep insertion order)
-        return seq
-
-    def put(self, key: tuple, seq: ir.Seq) -> None:
-        if len(self.bodies) >= self.LIMIT:
-            drop_oldest(self.bodies)
-        self.bodies[key] = seq
+        if len(bodies) >= self.LIMIT:  # the least recently used quarter goes
+            by_use = sorted(bodies, key=lambda k: bodies[k][1])
+            for k in by_use[:len(by_use) // 4]:
+                del bodies[k]
+        self.clock += 1
+        bodies[key] = [seq, self.clock, layers]
 
 
 # The memos of the programs elaborated last, by the ids of their definitions:

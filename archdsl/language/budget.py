@@ -101,22 +101,14 @@ def from_overrides(overrides) -> dict[str, int]:
 class Budget:
     """The counters of one elaboration against its limits."""
 
-    __slots__ = ("limits", "layers", "block_calls", "steps", "block_depth", "sizes")
+    __slots__ = ("limits", "layers", "block_calls", "steps", "block_depth")
 
-    def __init__(self, limits: Limits | None = None, sizes: dict | None = None):
+    def __init__(self, limits: Limits | None = None):
         self.limits = limits or _active
         self.layers = self.limits.layers
         self.block_calls = self.limits.block_calls
         self.steps = self.limits.steps
         self.block_depth = self.limits.block_depth
-        # Layers of each block body elaborated, by its memo key (see `reuse`): kept with
-        # the memo of stored bodies, as long as it is (bodies outlive one elaboration).
-        self.sizes = {} if sizes is None else sizes
-
-    @classmethod
-    def of(cls, memo) -> "Budget":
-        """The budget of an elaboration that stores block bodies in `memo`."""
-        return cls(None, memo.__dict__.setdefault("layers_of", {}))
 
     def exceeded(self, el, name: str, what: str, loc) -> Exception:
         return el.error(f"{what}: more than the limit {name}={getattr(self.limits, name):,}", loc,
@@ -133,7 +125,8 @@ class Budget:
                                 "(a block calling itself more than once per level?)", loc)
 
     def enter(self, el, loc) -> int:
-        """A block body is about to be elaborated: count it; returns the layers left, for `made`."""
+        """A block body is about to be elaborated: count it; returns the layers left (what the body takes
+        of them is its size, kept with it for `reuse`)."""
         self.block_calls -= 1
         if el.depth >= self.block_depth or self.block_calls < 0:
             if self.block_calls < 0:
@@ -141,17 +134,10 @@ class Budget:
             raise self.exceeded(el, "block_depth", "blocks nested too deeply (a recursive block?)", loc)
         return self.layers
 
-    def made(self, key, layers_before: int) -> None:
-        """Note how many layers the body stored under `key` holds, for `reuse`."""
-        sizes = self.sizes
-        if len(sizes) > 65536:
-            sizes.clear()
-        sizes[key] = layers_before - self.layers
-
-    def reuse(self, el, key, loc) -> None:
-        """A stored body is used again: its layers are the network's again (lowering builds
-        each copy), so `a(n - 1) a(n - 1)` is 2**n layers even though it is elaborated once per level."""
-        self.layers -= self.sizes.get(key, 0)
+    def reuse(self, el, layers: int, loc) -> None:
+        """A stored body of `layers` layers is used again: its layers are the network's again (lowering
+        builds each copy), so `a(n - 1) a(n - 1)` is 2**n layers even though it is elaborated once per level."""
+        self.layers -= layers
         if self.layers < 0:
             raise self.exceeded(el, "layers", "too many layers", loc)
 

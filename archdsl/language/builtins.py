@@ -89,3 +89,7 @@ BUILTINS: dict[str, Callable[..., Any]] = {
     "cumsum": _cumsum, "runs": runs, "make_divisible": make_divisible, "quantize": quantize,
     "fail": fail,
 }
+
+# The same functions called with one argument, without the wrappers' frames
+# (the compiled form of an expression calls these: bytecode.py).
+ONE_ARGUMENT: dict[str, Callable[[Any], Any]] = {"log": math.log, "round": round}

@@ -27,7 +27,7 @@ from typing import Any
 
 from archdsl.language import ast as A
 from archdsl.language.budget import power_too_big, product_too_big
-from archdsl.language.builtins import BUILTINS
+from archdsl.language.builtins import BUILTINS, ONE_ARGUMENT
 from archdsl.language.expr import Fn, InputShape, _compile, _within_limits, iterate
 
 PROMOTE_AFTER = 32  # evaluations before compiling: a single network's expressions mostly run fewer
@@ -279,6 +279,8 @@ class _Gen:
             return _call_of("_slow")
         args = [self.expr(a.value, scope, walrus) for a in e.args if a.name is None]
         named = [(a.name, self.expr(a.value, scope, walrus)) for a in e.args if a.name is not None]
+        if len(args) == 1 and not named:
+            fn = ONE_ARGUMENT.get(e.name, fn)
         if named:
             kwargs = ast.Dict([ast.Constant(k) for k, _ in named], [v for _, v in named])
             return _call_of("_call_kw", _name("el"), self.bound(fn), ast.Tuple(args, ast.Load()), kwargs)
