@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import ClassVar, Iterator
 
@@ -379,7 +379,7 @@ class Report:
 
     @property
     def total(self) -> Totals:
-        return replace(self._sums.total)
+        return Totals(*self._sums.sums)  # a copy: the Part's own is shared
 
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
