@@ -39,10 +39,11 @@ In the process (made with `process_cache(stage)`, emptied by `forget()`):
   block calls share one body. Serves design-space searches and grids, whose
   configs share most layers even where their blocks differ: random RegNetX
   points ~1.6x per config, presets never elaborated before 1.04-1.07x.
-- The block memo, the layer memo and the op memo drop their oldest quarter
-  when full (16,384 bodies; 16,384 layers; 65,536 ops, each a layer on one
-  input shape: bn and relu, one layer each, meet every shape of a network),
-  so a long search keeps its recent, most shared entries.
+- The block memo drops its least recently used quarter when full (32,768
+  bodies); the layer memo and the op memo their oldest quarter (16,384
+  layers; 65,536 ops, each a layer on one input shape: bn and relu, one
+  layer each, meet every shape of a network), so a long search keeps its
+  recent, most shared entries.
 - Programs whose names and parameter types were checked ("read",
   compiler/elaborate.py): a property of the parsed files, checked once.
 
