@@ -220,3 +220,76 @@ network r(n = 3) {
             elaborate(prog, {"n": 2})  # 9 layers
             with pytest.raises(ArchError, match="too many layers"):
                 elaborate(prog, {"n": 3})  # 13
+
+
+def test_a_section_is_taken_from_the_memo_only_when_what_it_reads_is_equal(program_of):
+    src = """
+network t(k = 3, c = 8, extra = 0) {
+  input(3, 16, 16)
+  let unused = extra * 2
+  stage { conv(c, k) bn relu }
+  stage { conv(8, 3) bn }
+  head { global_pool linear(10) }
+}
+"""
+    prog = program_of(src, "sections.arch")
+    stage = lambda spec, i: spec.children[1].children[i]
+    a = elaborate(prog, {})
+    assert stage(elaborate(prog, {"extra": 1}), 0) is stage(a, 0)  # reads neither `extra` nor `unused`
+    b = elaborate(prog, {"k": 5})
+    assert stage(b, 0) is not stage(a, 0) and stage(b, 0).children[0].attrs.k == 5
+    assert stage(b, 1) is stage(a, 1)  # same input shape, reads nothing that changed
+    c = elaborate(prog, {"c": 16})  # the second stage reads nothing new, but its input has 16 channels
+    assert stage(c, 1) is not stage(a, 1) and stage(c, 1).in_shape == (16, 16, 16)
+    assert report(c, "t").to_dict() == report(elaborate(prog, {"c": 16}), "t").to_dict()
+
+
+def test_a_reused_section_counts_its_layers_against_the_limit(program_of):
+    src = """
+network n(a = 5) {
+  input(3, 8, 8)
+  stage { repeat a { relu } }
+  stage repeat a { relu }
+  head { global_pool }
+}
+"""
+    prog = program_of(src, "section_layers.arch")
+    elaborate(prog, {})  # 11 layers, every section now in the memo
+    with archdsl.language.budget.active(archdsl.language.budget.Limits(layers=11)):
+        elaborate(prog, {})
+    with archdsl.language.budget.active(archdsl.language.budget.Limits(layers=10)):
+        with pytest.raises(ArchError, match="too many layers"):
+            elaborate(prog, {})
+
+
+@pytest.mark.parametrize("space_name", ["regnetx_400mf", "mbnet_400mf"])
+def test_design_points_from_the_memos_equal_points_elaborated_anew(space_name):
+    """Random points of a design space: with the block and section memos full
+    of other points' bodies and stages, each point's network and report equal
+    those of the same point elaborated from empty memos."""
+    import numpy as np
+
+    from archdsl.backends.cost import unnamed
+    from archdsl.explore.points import Base
+    from archdsl.explore.space import load_space
+    from archdsl.language import caches
+
+    space = load_space(space_name)
+    base = Base(space.base_path(), space.overrides)
+    cols = space.sample(np.random.default_rng(7), 120)
+    points = [{k: v[i].tolist() for k, v in cols.items()} for i in range(120)]
+
+    def shown(spec):
+        part = unnamed(spec)
+        return ([(name, type(n).__name__, n.in_shape, n.out_shape, getattr(n, "attrs", None))
+                 for name, n in ir.named(spec)], part.total, part.times(((1e12, 1e11), (3e9, 2e10))))
+
+    def network(p):
+        return elaborate(base.program, base.params(p), base.cfg.network)
+
+    for p in points[:100]:  # other points fill the memos
+        network(p)
+    warm = [shown(network(p)) for p in points[100:]]
+    for p, got in zip(points[100:], warm):
+        caches.forget("elaborated")
+        assert got == shown(network(p))

@@ -622,6 +622,23 @@ class _Walk:
             return layout
         raise TypeError(f"no cost rule for IR node {t.__name__}")
 
+    def _section_rows(self, node: ir.Seq, layout):
+        """A section's rows for sums, kept on its children (an ir.Body): a
+        search's networks share about half their sections (elaborate's memo)."""
+        children = node.children
+        done = getattr(children, "costed", None)
+        if done is None:
+            done = children.costed = {}
+        key = (self.dtype, layout, self.weights_cl)
+        kept = done.get(key)
+        if kept is None:
+            at = len(self.items)
+            out = self.seq(None, "", layout, children, node.wiring)
+            kept = done[key] = (self.items[at:], out)
+        else:
+            self.items.extend(kept[0])
+        return kept[1]
+
     def _join(self, name: str, kind: str, inputs: list, out: tuple, params: int, layout) -> tuple:
         return _join_layer(f"{name}.{kind}" if self.named else "", kind, inputs, out, self.nbytes, params,
                            _first(layout))
@@ -631,6 +648,8 @@ class _Walk:
         `wiring`); wired (a DAG), each from the values it takes."""
         if node is not None:
             children, wiring = node.children, node.wiring
+            if not self.named and type(children) is ir.Body:  # a section the elaborator may share
+                return self._section_rows(node, layout)
         if not self.named:
             if wiring is None:  # sums: the commonest walk
                 visit = self.node

@@ -594,18 +594,49 @@ class Elaborator:
             raise self.error(f"{s.kind} comes before input(c, h, w)", s.loc)
         if state["head"] is not None:
             raise self.error(f"{s.kind} after head: the head must be the last section", s.loc)
+        if s.kind == "stem" and (state["stem"] is not None or stages.children):
+            raise self.error("stem must come once, before the stages", s.loc)
         shape = state["shape"]
+        # A section, like a block body, depends only on its input shape and the
+        # values of the names it reads: an equal one is taken from the memo
+        # (a search's networks share about half their stages), its layers and
+        # steps counted again as its first elaboration counted them.
+        free = self.cache.get(("reads", id(s)))
+        if free is None:
+            free = self.cache[("reads", id(s))] = tuple(sorted(A.names_read([s.count, s.body])))
+        bound = tuple([n for n in free if n in env])  # (the others it binds itself before reading)
+        key = (id(s), len(stages.children), shape, _values_key(bound, [env[n] for n in bound]))
+        budget = self.budget
+        try:
+            kept = self.memo.sections.get(key)
+        except TypeError:  # a value that does not hash: made anew
+            kept = key = None
+        if kept is not None and budget.layers >= kept[1] and budget.steps >= kept[2]:
+            seq = kept[0]
+            budget.layers -= kept[1]
+            budget.steps -= kept[2]
+        else:  # (past a limit: made anew, which says where)
+            layers, steps = budget.layers, budget.steps
+            seq = self._section_seq(s, env, shape, stages)
+            if key is not None:
+                self.memo.put_section(key, seq, layers - budget.layers, steps - budget.steps)
+        shape = seq.out_shape
+        state["shape"] = shape
+        env["$in"] = in_shape(shape)
+        if self.after_section is not None:  # a search's bounds: it may stop the network here
+            self.after_section(seq)
         if s.kind == "stem":
-            if state["stem"] is not None or stages.children:
-                raise self.error("stem must come once, before the stages", s.loc)
-            self.path.append("stem")
-            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stem")
+            state["stem"] = seq
         elif s.kind == "stage":
-            self.path.append(f"stages.{len(stages.children)}")
-            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "stage")
+            stages.children.append(seq)
         else:
-            self.path.append("head")
-            seq = ir.Seq(shape, shape, s.loc, tuple(self.path), [], "head")
+            state["head"] = seq
+
+    def _section_seq(self, s: A.Section, env, shape: ir.Shape, stages) -> ir.Seq:
+        """Section `s` elaborated from `shape`."""
+        label = f"stages.{len(stages.children)}" if s.kind == "stage" else s.kind
+        self.path.append(label)
+        seq = ir.Seq(shape, shape, s.loc, tuple(self.path), ir.Body(), s.kind)  # (its sums kept on it: cost.py)
         try:
             sink = _Sink(seq.children, what=s.kind, in_shape=shape)
             inner = dict(env)
@@ -624,16 +655,7 @@ class Elaborator:
         if s.kind == "head" and (seq.wiring is not None or seq.ranks is not None):
             raise self.error("the head is a chain of layers (timm's forward_head splits it at its pool); "
                              "name values inside a block or a stage", s.loc)
-        state["shape"] = shape
-        env["$in"] = in_shape(shape)
-        if self.after_section is not None:  # a search's bounds: it may stop the network here
-            self.after_section(seq)
-        if s.kind == "stem":
-            state["stem"] = seq
-        elif s.kind == "stage":
-            stages.children.append(seq)
-        else:
-            state["head"] = seq
+        return seq
 
 
 @dataclass
@@ -753,6 +775,9 @@ class _BlockMemo:
         self.definitions = definitions  # what the bodies came from (and what keeps their ids)
         self.bodies: dict[tuple, list] = {}  # key -> [body's Seq, last use, layers]
         self.clock = 0  # counts bodies stored: a use is stamped with it (one lookup a hit)
+        # Sections (stem, stage, head) by (statement, index, input shape, the values
+        # of the names they read): (Seq, layers, steps), the oldest dropped first.
+        self.sections: dict[tuple, tuple] = {}
 
     def get(self, key: tuple) -> list | None:
         """[Seq, last use, layers] of the body stored under `key`, or None."""
@@ -769,6 +794,13 @@ class _BlockMemo:
                 del bodies[k]
         self.clock += 1
         bodies[key] = [seq, self.clock, layers]
+
+    SECTIONS = 8_192  # a search's stages: most repeat within a few thousand networks
+
+    def put_section(self, key: tuple, seq: ir.Seq, layers: int, steps: int) -> None:
+        if len(self.sections) >= self.SECTIONS:
+            drop_oldest(self.sections)
+        self.sections[key] = (seq, layers, steps)
 
 
 # The memos of the programs elaborated last, by the ids of their definitions:

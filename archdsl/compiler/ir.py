@@ -35,8 +35,9 @@ class Op(Node):
 
 
 class Body(list):
-    """The children of a block call's Seq. Equal calls share one Body; the
-    cost report keeps the body's cost on it (per dtype), computed once."""
+    """The children of a block call's Seq, or of a section's. Equal calls
+    (equal sections) share one Body; the cost report keeps their cost on it
+    (per dtype and memory format), computed once."""
 
     __slots__ = ("costed",)
 

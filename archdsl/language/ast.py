@@ -221,6 +221,23 @@ class Call(Stmt):
     args: list[Arg]
 
 
+def names_read(node: Any) -> frozenset[str]:
+    """Every name an expression or statement (a list of them, nested bodies
+    included) reads: what its value can depend on besides `in`. Names it binds
+    itself are among them when it reads them too (an over-estimate is safe)."""
+    out: set[str] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, Name):
+            out.add(n.name)
+        elif isinstance(n, (list, tuple)):
+            todo.extend(n)
+        elif isinstance(n, (Expr, Stmt, Arg)):
+            todo.extend(getattr(n, f.name) for f in fields(n) if f.name != "loc")
+    return frozenset(out)
+
+
 # ----------------------------------------------------------------- top level
 @dataclass(slots=True)
 class TypeAlt:
