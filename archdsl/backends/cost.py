@@ -240,9 +240,10 @@ _ZEROS = (0, 0, 0, 0, 0, 0)  # Totals' fields, none
 
 class Part:
     """The cost of one subtree: its layers, named relative to it, and one
-    nested Part per block call in it. Equal block calls share their IR body
-    (see ir.Seq.is_block), so a block that repeats is costed once, and a
-    report's sums need no walk over every layer."""
+    nested Part per block call and per section (stem, stage, head) in it.
+    Equal block calls share their IR body (see ir.Seq.is_block), as a search's
+    networks share equal sections (the elaborator's memo), so each is costed
+    once, and a report's sums need no walk over every layer."""
 
     def __init__(self, items: list, blocks: dict[str, str] | None = None, out_layout=False):
         # Layer rows as plain tuples, in Layer's field order (a Layer is made
@@ -255,11 +256,15 @@ class Part:
         # Its sums as one tuple in Totals' field order (a parent adds it as it
         # adds a row's), column by column in C.
         self.sums = tuple(map(sum, zip(*[it[1].sums if len(it) == 2 else it[4:10] for it in items]))) or _ZEROS
-        self.total = Totals(*self.sums)
         self._times: dict[tuple, list[float]] = {}
         self._last: tuple = ((), [])  # the machines asked last and their times: a sweep asks the same
-        self._ridge: dict[tuple, list[int]] = {}
+        self._ridge: dict[tuple, list[int]] | None = None  # (few ask: made when one does)
         self._source: tuple | None = None  # what a block body's Part names its layers from (named())
+        self.section = False  # a section's: its layers are listed in place, under its name (entries())
+
+    @property
+    def total(self) -> Totals:
+        return Totals(*self.sums)  # a copy: sums are shared
 
     def named(self) -> "Part":
         """This Part, its layers named. A block body's Part is made without
@@ -267,9 +272,9 @@ class Part:
         names are given the first time someone reads them."""
         source = self._source
         if source is not None:
-            children, wiring, nbytes, dtype, layout, weights_cl = source
+            children, wiring, nbytes, dtype, layout, weights_cl, stage = source
             walk = _Walk(nbytes, dtype, weights_cl, True)
-            walk.seq(None, "", layout, children, wiring)
+            walk.seq(None, "", layout, children, wiring, stage)
             self.items, self.blocks, self._source = walk.items, walk.blocks, None  # the same rows, named
         return self
 
@@ -322,6 +327,8 @@ class Part:
 
     def ridge(self, points: tuple) -> list[int]:
         """MAC-equivalents at each ridge point (see Report.ridge_sweep)."""
+        if self._ridge is None:
+            self._ridge = {}
         r = self._ridge.get(points)
         if r is None:
             r = [0] * len(points)
@@ -331,21 +338,35 @@ class Part:
             self._ridge[points] = r
         return r
 
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, "tuple | Part", str | None]]:
+        """(name, layer row or block Part, block name) of its items in order,
+        each section's own listed in its place (sections are no level of the
+        module tree a reader sees: stages.1.blocks.0 is a block of the network)."""
+        for it in self.named().items:
+            if len(it) == 2:
+                part = it[1]
+                if part.section:
+                    yield from part.entries(prefix + it[0] + ".")
+                else:
+                    yield prefix + it[0], part, self.blocks.get(it[0])
+            else:
+                yield prefix + it[0], it, None
+
     def walk(self, prefix: str = "", depth: int = 0) -> Iterator[tuple[int, str, "Layer | Part", str | None]]:
         """(depth, name, layer or block Part, block name) in order, each block before its layers."""
-        for it in self.named().items:
-            if len(it) == 2:
-                yield depth, prefix + it[0], it[1], self.blocks.get(it[0])
-                yield from it[1].walk(prefix + it[0] + ".", depth + 1)
+        for name, it, block in self.entries(prefix):
+            if type(it) is Part:
+                yield depth, name, it, block
+                yield from it.walk(name + ".", depth + 1)
             else:
-                yield depth, prefix + it[0], Layer(prefix + it[0], *it[1:]), None
+                yield depth, name, Layer(name, *it[1:]), None
 
     def layers(self, prefix: str = "") -> Iterator[Layer]:
-        for it in self.named().items:
-            if len(it) == 2:
-                yield from it[1].layers(prefix + it[0] + ".")
+        for name, it, _ in self.entries(prefix):
+            if type(it) is Part:
+                yield from it.layers(name + ".")
             else:
-                yield Layer(prefix + it[0], *it[1:])
+                yield Layer(name, *it[1:])
 
 
 @dataclass
@@ -563,7 +584,7 @@ class _Walk:
     """Cost rows of an IR subtree, in the order and under the names the torch
     backend gives its modules (ir.named's), each op's kernel in the memory
     format it meets there; block bodies are costed once per dtype and format
-    (_block_part). `named`: False leaves every name empty (sums need none)."""
+    (_body_part), as are sections. `named`: False leaves every name empty (sums need none)."""
 
     __slots__ = ("nbytes", "dtype", "weights_cl", "named", "items", "blocks")
 
@@ -590,7 +611,7 @@ class _Walk:
                 done = getattr(children, "costed", None)
                 part = None if done is None else done.get(_part_key(self.dtype, layout, self.weights_cl))
                 if part is None:
-                    part = _block_part(children, self.nbytes, self.dtype, layout, self.weights_cl, node.wiring)
+                    part = _body_part(node, self.nbytes, self.dtype, layout, self.weights_cl)
                 self.items.append((name, part))
                 if self.named:
                     self.blocks[name] = node.name
@@ -622,34 +643,20 @@ class _Walk:
             return layout
         raise TypeError(f"no cost rule for IR node {t.__name__}")
 
-    def _section_rows(self, node: ir.Seq, layout):
-        """A section's rows for sums, kept on its children (an ir.Body): a
-        search's networks share about half their sections (elaborate's memo)."""
-        children = node.children
-        done = getattr(children, "costed", None)
-        if done is None:
-            done = children.costed = {}
-        key = (self.dtype, layout, self.weights_cl)
-        kept = done.get(key)
-        if kept is None:
-            at = len(self.items)
-            out = self.seq(None, "", layout, children, node.wiring)
-            kept = done[key] = (self.items[at:], out)
-        else:
-            self.items.extend(kept[0])
-        return kept[1]
-
     def _join(self, name: str, kind: str, inputs: list, out: tuple, params: int, layout) -> tuple:
         return _join_layer(f"{name}.{kind}" if self.named else "", kind, inputs, out, self.nbytes, params,
                            _first(layout))
 
-    def seq(self, node: ir.Seq | None, name: str, layout, children=None, wiring=None):
+    def seq(self, node: ir.Seq | None, name: str, layout, children=None, wiring=None, stage: bool = False):
         """A sequence's children, in order (`node`'s, or `children` wired by
-        `wiring`); wired (a DAG), each from the values it takes."""
+        `wiring`: a body's, those of a stage when `stage`); wired (a DAG), each
+        from the values it takes."""
         if node is not None:
             children, wiring = node.children, node.wiring
-            if not self.named and type(children) is ir.Body:  # a section the elaborator may share
-                return self._section_rows(node, layout)
+            if type(children) is ir.Body:  # a section the elaborator may share: one Part, costed once
+                part = _body_part(node, self.nbytes, self.dtype, layout, self.weights_cl)
+                self.items.append((name, part))
+                return part.out_layout
         if not self.named:
             if wiring is None:  # sums: the commonest walk
                 visit = self.node
@@ -659,8 +666,8 @@ class _Walk:
             labels = [""] * len(children)
         elif node is not None:
             labels = [label for label, _ in ir.children_named(node, name)]
-        else:  # a block's body: its children named from their index
-            labels = [str(i) for i in range(len(children))]
+        else:  # a body's children named from their index, as ir.children_named names them
+            labels = [("blocks." if stage else "") + str(i) for i in range(len(children))]
         if wiring is None:
             for c, label in zip(children, labels):
                 layout = self.node(c, label, layout)
@@ -678,30 +685,29 @@ _BLOCK_ROLES = ("block", None)
 _NO_NAME = ("",)
 
 
-def _is_block(node: ir.Node) -> bool:
-    return type(node) is ir.Seq and node.is_block
-
-
 def _part_key(dtype: str, layout, weights_cl: bool):
     """What a block body's cost is kept under: its dtype, and its input's and
     weights' formats when any is channels-last."""
     return (dtype, layout, weights_cl) if layout is not False or weights_cl else dtype
 
 
-def _block_part(children: list, nbytes: int, dtype: str, layout=False, weights_cl: bool = False,
-                wiring: ir.Wiring | None = None) -> Part:
-    """A block body's cost; kept on the body (an ir.Body, shared by equal
-    calls, as is their wiring) per dtype and memory format."""
+def _body_part(node: ir.Seq, nbytes: int, dtype: str, layout=False, weights_cl: bool = False) -> Part:
+    """The cost of a block call's body or of a section; kept on its children
+    (an ir.Body, shared by equal calls and equal sections, as is their
+    wiring) per dtype and memory format."""
+    children = node.children
     key = _part_key(dtype, layout, weights_cl)
     done = getattr(children, "costed", None)
     if done is not None:
         part = done.get(key)
         if part is not None:
             return part
+    stage = node.role == "stage"
     walk = _Walk(nbytes, dtype, weights_cl, False)
-    out = walk.seq(None, "", layout, children, wiring)
+    out = walk.seq(None, "", layout, children, node.wiring, stage)
     part = Part(walk.items, None, out)
-    part._source = (children, wiring, nbytes, dtype, layout, weights_cl)
+    part._source = (children, node.wiring, nbytes, dtype, layout, weights_cl, stage)
+    part.section = not node.is_block
     if isinstance(children, ir.Body):
         if done is None:
             children.costed = done = {}
@@ -726,8 +732,8 @@ def unnamed(spec: ir.Node, dtype: str = "fp32", channels_last: bool = False, lay
 
 def _costed(spec: ir.Node, dtype: str, channels_last: bool, named: bool, layout) -> Part:
     nbytes = DTYPE_BYTES[dtype]
-    if _is_block(spec):  # a block on its own
-        part = _block_part(spec.children, nbytes, dtype, layout, channels_last, spec.wiring)
+    if type(spec) is ir.Seq and (spec.is_block or type(spec.children) is ir.Body):  # a block or a section alone
+        part = _body_part(spec, nbytes, dtype, layout, channels_last)
         return part.named() if named else part
     walk = _Walk(nbytes, dtype, channels_last, named)
     out = walk.node(spec, "", layout) if type(spec) is not ir.Seq else walk.seq(spec, "", layout)

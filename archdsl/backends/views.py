@@ -88,11 +88,12 @@ def by_block_kind(rep: Report) -> dict[str, tuple[int, Totals]]:
     """Calls and summed cost per block (by the name it is defined under), over the
     network's outermost block calls; layers outside any block under OUTSIDE_BLOCKS."""
     out: dict[str, tuple[int, Totals]] = {}
-    for it in rep.costed.items:
-        kind, cost = (rep.costed.blocks.get(it[0], "?"), it[1].total) if len(it) == 2 else (OUTSIDE_BLOCKS, Layer(*it))
+    for _, it, block in rep.costed.entries():
+        call = type(it) is Part
+        kind, cost = (block or "?", it.total) if call else (OUTSIDE_BLOCKS, Layer(*it))
         n, t = out.get(kind, (0, Totals()))
         t.add(cost)
-        out[kind] = (n + (len(it) == 2), t)
+        out[kind] = (n + call, t)
     return out
 
 

@@ -59,13 +59,13 @@ class _Watch:
         # its blocks' costs are kept, under the formats the report will meet them in: costed once
         part = unnamed(section, self.dtype, self.channels_last, self.layout)
         self.layout = part.out_layout
-        t = part.total
+        params, macs, activations, weight_bytes, act_bytes, _ = part.sums  # Totals' fields
         sums = self.sums
         sums["stages"] += section.role == "stage"
-        sums["params"] += t.params
-        sums["macs"] += t.macs
-        sums["activations"] += t.activations
-        sums["bytes"] += t.bytes
+        sums["params"] += params
+        sums["macs"] += macs
+        sums["activations"] += activations
+        sums["bytes"] += weight_bytes + act_bytes
         for k, hi in self.bounds:
             if sums[k] > hi:
                 raise Exceeded(k)
