@@ -608,7 +608,7 @@ class Elaborator:
         key = (id(s), len(stages.children), shape, _values_key(bound, [env[n] for n in bound]))
         budget = self.budget
         try:
-            kept = self.memo.sections.get(key)
+            kept = self.memo.get_section(key)
         except TypeError:  # a value that does not hash: made anew
             kept = key = None
         if kept is not None and budget.layers >= kept[1] and budget.steps >= kept[2]:
@@ -796,6 +796,10 @@ class _BlockMemo:
         bodies[key] = [seq, self.clock, layers]
 
     SECTIONS = 8_192  # a search's stages: most repeat within a few thousand networks
+
+    def get_section(self, key: tuple) -> tuple | None:
+        """(Seq, layers, steps) of the section stored under `key`, or None."""
+        return self.sections.get(key)
 
     def put_section(self, key: tuple, seq: ir.Seq, layers: int, steps: int) -> None:
         if len(self.sections) >= self.SECTIONS:
