@@ -292,16 +292,19 @@ class Part:
             if not all(map((2).__eq__, map(len, machines))):  # calibrated machines
                 t = self._calibrated_times(machines)
             else:
-                t = [0.0] * len(machines)
-                parts = []
+                rows, parts = [], []
                 for it in self.items:
                     if len(it) != 2:
-                        macs, moved = it[5], it[7] + it[8]
-                        for i, (peak, bw) in enumerate(machines):
-                            compute, move = macs / peak, moved / bw
-                            t[i] += compute if compute > move else move
+                        rows.append((it[5], it[7] + it[8]))  # MACs, bytes moved
                     else:
                         parts.append(it[1].times(machines))
+                t = []
+                for peak, bw in machines:  # machine by machine, the rows in order (as Layer.time sums them)
+                    s = 0.0
+                    for macs, moved in rows:
+                        compute, move = macs / peak, moved / bw
+                        s += compute if compute > move else move
+                    t.append(s)
                 if parts:  # the rows' sums, then each block's, machine by machine in C
                     t = list(map(sum, zip(t, *parts)))
                 self._times[machines] = t
