@@ -293,3 +293,30 @@ def test_design_points_from_the_memos_equal_points_elaborated_anew(space_name):
     for p, got in zip(points[100:], warm):
         caches.forget("elaborated")
         assert got == shown(network(p))
+
+
+def test_part_times_are_each_rows_roofline_summed():
+    """A Part times its rows by ridge point (cost._roofline_sums); each machine's
+    time is still the sum over rows of max(MACs / peak, bytes / bandwidth), for
+    rows on either side of every ridge, on it, without MACs or without bytes."""
+    import random
+
+    from archdsl.backends.cost import Part
+
+    rng = random.Random(3)
+    # ridge points 0.5, 4, 4, 25 MACs a byte, in no order
+    machines = ((1e11, 4e9), (2e9, 4e9), (8e10, 2e10), (4e10, 1e10))
+    rows = []
+    for i in range(60):
+        moved = rng.choice([0, rng.randint(1, 10**6)])
+        macs = rng.choice([0, 4 * moved, rng.randint(1, 10**8)])  # 4: on the middle ridges
+        weights = rng.choice([0, moved // 3])  # bytes moved: weights (field 7) + activations (8)
+        rows.append(("", "conv", (8, 4, 4), (8, 4, 4), 0, macs, 0, weights, moved - weights, 0, "conv", 0, False))
+    nested = Part(rows[:20])
+    part = Part([("b", nested)] + rows[20:])
+
+    def by_hand(rs, peak, bw):
+        return sum(max(r[5] / peak, (r[7] + r[8]) / bw) for r in rs)
+    for got, (peak, bw) in zip(part.times(machines), machines):
+        assert got == pytest.approx(by_hand(rows, peak, bw), rel=1e-12)
+        assert got > 0
