@@ -296,9 +296,9 @@ def test_design_points_from_the_memos_equal_points_elaborated_anew(space_name):
 
 
 def test_part_times_are_each_rows_roofline_summed():
-    """A Part times its rows by ridge point (cost._roofline_sums); each machine's
-    time is still the sum over rows of max(MACs / peak, bytes / bandwidth), for
-    rows on either side of every ridge, on it, without MACs or without bytes."""
+    """Each machine's time of a Part is the sum over its rows, a nested Part's
+    included, of max(MACs / peak, bytes / bandwidth): rows on either side of
+    every ridge point, on it, without MACs or without bytes."""
     import random
 
     from archdsl.backends.cost import Part

@@ -403,7 +403,7 @@ class Report:
 
     @property
     def total(self) -> Totals:
-        return Totals(*self._sums.sums)  # a copy: the Part's own is shared
+        return self._sums.total
 
     def by_section(self) -> dict[str, Totals]:
         out: dict[str, Totals] = {}
@@ -689,8 +689,8 @@ _NO_NAME = ("",)
 
 
 def _part_key(dtype: str, layout, weights_cl: bool):
-    """What a block body's cost is kept under: its dtype, and its input's and
-    weights' formats when any is channels-last."""
+    """What a body's cost (a block call's, a section's) is kept under: its
+    dtype, and its input's and weights' formats when any is channels-last."""
     return (dtype, layout, weights_cl) if layout is not False or weights_cl else dtype
 
 
